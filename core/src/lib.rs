@@ -8,6 +8,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod histogram;
 pub mod time;
+pub mod trace;
 
 pub use time::{Duration, Instant};
