@@ -9,6 +9,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod ewma;
+pub mod health;
 pub mod time;
 
 pub use time::{Duration, Instant};
