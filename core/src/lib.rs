@@ -8,8 +8,10 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod breaker;
 pub mod ewma;
 pub mod health;
+pub mod overload;
 pub mod time;
 
 pub use time::{Duration, Instant};
