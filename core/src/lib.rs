@@ -8,7 +8,11 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod breaker;
+pub mod ewma;
+pub mod health;
 pub mod histogram;
+pub mod overload;
 pub mod time;
 pub mod trace;
 
