@@ -8,11 +8,20 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod admission;
 pub mod breaker;
+pub mod call;
+pub mod catalog;
+pub mod config;
 pub mod ewma;
 pub mod health;
 pub mod histogram;
+pub mod metrics;
+pub mod node;
 pub mod overload;
+pub mod reason;
+pub mod route;
+pub mod router;
 pub mod time;
 pub mod trace;
 
