@@ -321,6 +321,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                 State::New => self.admit(call, now),
                 State::Queued { ticket, since } => {
                     if now >= call.deadline {
+                        self.unreserve(ticket);
                         if let Some(p) = self.admission.cancel(ticket) {
                             self.release(p);
                         }
@@ -341,6 +342,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                             }
                         }
                         TicketStatus::Granted(permit) => {
+                            self.unreserve(ticket);
                             self.metrics
                                 .op_mut(call.req.query.op)
                                 .queue_wait
@@ -371,6 +373,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
         match event {
             Event::ClientCancelled => {
                 if let State::Queued { ticket, .. } = call.state {
+                    self.unreserve(ticket);
                     if let Some(p) = self.admission.cancel(ticket) {
                         self.release(p);
                     }
@@ -932,3 +935,6 @@ fn refusal_reason(r: Refusal) -> Reject {
         Refusal::QueueWaitExpired => Reject::QueueWaitExpired,
     }
 }
+
+#[cfg(test)]
+mod tests;

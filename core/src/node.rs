@@ -235,6 +235,8 @@ pub struct Node {
     pub mode: Mode,
     /// Attempts currently in flight on this node.
     pub in_flight: u32,
+    /// Slots held for queued calls that were granted and have not polled yet.
+    pub reserved: u32,
     /// Time to first byte of streamed calls.
     pub ttft: PeakEwma,
     /// Latency of non-streamed chat calls.
@@ -258,6 +260,7 @@ impl Node {
             spec,
             mode: Mode::Enabled,
             in_flight: 0,
+            reserved: 0,
             ttft: PeakEwma::new(),
             chat_latency: PeakEwma::new(),
             embed_latency: PeakEwma::new(),
@@ -269,7 +272,7 @@ impl Node {
     }
     /// True when another attempt would exceed `max_concurrency`.
     pub fn is_saturated(&self) -> bool {
-        self.in_flight >= u32::from(self.spec.max_concurrency)
+        self.in_flight + self.reserved >= u32::from(self.spec.max_concurrency)
     }
 }
 

@@ -18,7 +18,7 @@
 use fastrand::Rng;
 use heapless::Deque;
 
-use crate::admission::{Admission, Pool, Priority};
+use crate::admission::{Admission, Pool, Priority, Ticket};
 use crate::call::{Call, TraceEvent};
 use crate::catalog::Catalog;
 use crate::config::{ConfigError, RouterConfig};
@@ -54,6 +54,8 @@ pub struct Router<const N: usize, const C: usize = 1024, const Q: usize = 256> {
     pub(crate) metrics: Metrics<N>,
     pub(crate) trace: TraceRing<TraceEvent, TRACE_CAPACITY>,
     pub(crate) wakeups: Deque<TraceId, Q>,
+    /// Node slots held for granted queue tickets until their calls poll.
+    pub(crate) reservations: heapless::Vec<(Ticket, NodeId, u64), Q>,
     pub(crate) active_calls: u32,
 }
 
@@ -75,6 +77,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
             metrics: Metrics::new(),
             trace: TraceRing::new(),
             wakeups: Deque::new(),
+            reservations: heapless::Vec::new(),
             active_calls: 0,
         })
     }
@@ -264,15 +267,34 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                 baseline: &self.baseline,
                 now,
             };
+            let mut slot = None;
             let granted = self.admission.grant_next(now, |w: &Waiting, _pool: Pool| {
-                ctx.nodes
+                slot = ctx
+                    .nodes
                     .iter()
-                    .any(|(id, n)| ctx.filter(id, n, &w.query, &[]).is_ok())
+                    .find(|(id, n)| ctx.filter(*id, n, &w.query, &[]).is_ok())
+                    .map(|(id, _)| id);
+                slot.is_some()
             });
             let Some(ticket) = granted else { break };
+            if let Some(node) = slot.and_then(|id| self.nodes.get_mut(id).map(|n| (id, n))) {
+                node.1.reserved += 1;
+                // At most Q tickets exist, so at most Q reservations.
+                let _ = self.reservations.push((ticket, node.0, node.1.name_hash));
+            }
             if let Some(q) = self.admission.peek(ticket) {
                 // The wakeup queue holds Q entries and at most Q calls wait.
                 let _ = self.wakeups.push_back(q.payload.trace);
+            }
+        }
+    }
+
+    /// Frees the node slot held for a granted ticket, if any.
+    pub(crate) fn unreserve(&mut self, ticket: Ticket) {
+        if let Some(i) = self.reservations.iter().position(|r| r.0 == ticket) {
+            let (_, id, hash) = self.reservations.swap_remove(i);
+            if let Some(n) = self.nodes.get_mut(id).filter(|n| n.name_hash == hash) {
+                n.reserved = n.reserved.saturating_sub(1);
             }
         }
     }
