@@ -653,3 +653,6 @@ impl FractPart for f64 {
         self - (self as u64) as f64
     }
 }
+
+#[cfg(test)]
+mod tests;
