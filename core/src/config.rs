@@ -227,8 +227,14 @@ pub enum ConfigError {
     TagPenalty,
     /// A hedge setting is out of range.
     Hedge(&'static str),
-    /// A nested section is invalid.
-    Section(&'static str),
+    /// The breaker section is invalid.
+    Breaker(crate::breaker::BreakerConfigError),
+    /// The health section is invalid.
+    Health(crate::health::HealthConfigError),
+    /// The overload section is invalid.
+    Overload(crate::overload::OverloadConfigError),
+    /// The pool limits are invalid or exceed the router's permit capacity.
+    Pools(crate::admission::LimitsError),
 }
 
 impl fmt::Display for ConfigError {
@@ -246,7 +252,10 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::TagPenalty => f.write_str("tag_penalty must be a finite number >= 1"),
             ConfigError::Hedge(what) => write!(f, "hedge.{what} is out of range"),
-            ConfigError::Section(name) => write!(f, "{name} is invalid"),
+            ConfigError::Breaker(e) => write!(f, "breaker: {e}"),
+            ConfigError::Health(e) => write!(f, "health: {e}"),
+            ConfigError::Overload(e) => write!(f, "overload: {e}"),
+            ConfigError::Pools(e) => write!(f, "pools: {e}"),
         }
     }
 }
@@ -291,18 +300,10 @@ impl RouterConfig {
         if !(h.budget_ratio.is_finite() && (0.0..=1.0).contains(&h.budget_ratio)) {
             return Err(ConfigError::Hedge("budget_ratio"));
         }
-        self.breaker
-            .validate()
-            .map_err(|_| ConfigError::Section("breaker"))?;
-        self.health
-            .validate()
-            .map_err(|_| ConfigError::Section("health"))?;
-        self.overload
-            .validate()
-            .map_err(|_| ConfigError::Section("overload"))?;
-        self.pools
-            .validate()
-            .map_err(|_| ConfigError::Section("pools"))?;
+        self.breaker.validate().map_err(ConfigError::Breaker)?;
+        self.health.validate().map_err(ConfigError::Health)?;
+        self.overload.validate().map_err(ConfigError::Overload)?;
+        self.pools.validate().map_err(ConfigError::Pools)?;
         Ok(())
     }
 }

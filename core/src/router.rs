@@ -64,7 +64,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
     /// breaker jitter), so equal seeds and equal inputs give equal decisions.
     pub fn new(cfg: RouterConfig, seed: u64) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let admission = Admission::new(cfg.pools).map_err(|_| ConfigError::Section("pools"))?;
+        let admission = Admission::new(cfg.pools).map_err(ConfigError::Pools)?;
         Ok(Router {
             nodes: NodeTable::new(),
             catalog: Catalog::new(),
@@ -182,7 +182,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
         cfg.validate()?;
         self.admission
             .set_limits(cfg.pools)
-            .map_err(|_| ConfigError::Section("pools"))?;
+            .map_err(ConfigError::Pools)?;
         self.cfg = cfg;
         Ok(())
     }
