@@ -1,0 +1,40 @@
+//! `drover`: see `drover --help`.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use drover::cli::{self, Command};
+use drover::demo;
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drover: {e}\nTry 'drover --help' for more information.");
+            return ExitCode::from(2);
+        }
+    };
+    let text = match command {
+        Command::Help => cli::USAGE.to_owned(),
+        Command::DemoHelp => cli::DEMO_USAGE.to_owned(),
+        Command::Version => format!("drover {}\n", env!("CARGO_PKG_VERSION")),
+        Command::Demo(opts) => match demo::run(&opts) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("drover: demo failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `drover demo | head` closes the pipe early: not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drover: cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

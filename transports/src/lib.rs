@@ -1,0 +1,29 @@
+//! drover-transports: the drivers that execute the actions of
+//! [`drover_core`]'s router.
+//!
+//! The core decides; a transport does what it is told. Each driver is a thin
+//! loop: it starts calls, sends each attempt where [`Action::Send`] says,
+//! aborts what [`Action::Cancel`] says, reports what happened as
+//! [`Event`]s, and comes back when [`Action::Wait`] asks it to.
+//!
+//! # Features
+//!
+//! - `sim`: [`sim`], a deterministic in-memory simulator. Simulated model
+//!   servers with slots, queueing, a TTFT and decode-speed model, seeded
+//!   jitter, failures, overload and crashes, all on a virtual clock. One
+//!   `u64` seed determines every number in its [`sim::Report`].
+//!
+//! No feature is on by default, so a crate that needs only one driver pulls
+//! in no other driver's dependencies. Test a feature's driver with it on:
+//! `cargo test -p drover-transports --features sim` (a workspace-wide
+//! `cargo test` turns `sim` on through the `drover` binary).
+//!
+//! [`Action::Send`]: drover_core::call::Action::Send
+//! [`Action::Cancel`]: drover_core::call::Action::Cancel
+//! [`Action::Wait`]: drover_core::call::Action::Wait
+//! [`Event`]: drover_core::call::Event
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "sim")]
+pub mod sim;
