@@ -325,7 +325,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                         if let Some(p) = self.admission.cancel(ticket) {
                             self.release(p);
                         }
-                        self.finish(call, Outcome::Rejected(Reject::QueueWaitExpired), now);
+                        self.give_up(call, Reject::QueueWaitExpired, now);
                         continue;
                     }
                     match self.admission.take(ticket, now) {
@@ -351,7 +351,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                             self.begin(call, permit, now);
                         }
                         TicketStatus::Expired | TicketStatus::Unknown => {
-                            self.finish(call, Outcome::Rejected(Reject::QueueWaitExpired), now)
+                            self.give_up(call, Reject::QueueWaitExpired, now)
                         }
                     }
                 }
@@ -552,15 +552,15 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
         self.enqueue(call, pool, busy, now);
     }
 
+    /// Puts the call in the queue to wait for capacity. A new call that
+    /// cannot wait is refused with `busy` (or the queue's own reason); a call
+    /// failing over ends with its last failure.
     fn enqueue(&mut self, call: &mut Call, pool: Pool, busy: Reject, now: Instant) {
         if self.cfg.queue_wait == Duration::ZERO {
-            return self.finish(call, Outcome::Rejected(busy), now);
+            return self.give_up(call, busy, now);
         }
         let deadline = (now + self.cfg.queue_wait).min(call.deadline);
-        let waiting = Waiting {
-            query: call.req.query,
-            trace: call.req.trace,
-        };
+        let waiting = Waiting::new(call.req.query, call.req.trace, &call.tried);
         let priority: Priority = Self::priority_of(call.req.background);
         match self
             .admission
@@ -570,14 +570,31 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                 self.record(call.req.trace, now, TraceEvent::Queued(pool));
                 call.state = State::Queued { ticket, since: now };
             }
-            Err(refusal) => self.finish(call, Outcome::Rejected(refusal_reason(refusal)), now),
+            Err(refusal) => self.give_up(call, refusal_reason(refusal), now),
         }
     }
 
-    /// A granted call routes afresh; if the capacity it was granted for is
-    /// gone again, it goes back to the queue.
+    /// Ends a call that cannot go on: refused if it never sent an attempt,
+    /// otherwise failed with its last failure.
+    fn give_up(&mut self, call: &mut Call, reason: Reject, now: Instant) {
+        let outcome = match call.last_failure {
+            Some((failure, node)) if call.sent > 0 => Outcome::Failed {
+                failure,
+                node: Some(node),
+                after_first_byte: false,
+                attempts: call.sent,
+            },
+            _ => Outcome::Rejected(reason),
+        };
+        self.finish(call, outcome, now);
+    }
+
+    /// A granted call routes afresh (avoiding nodes it already tried); if
+    /// the capacity it was granted for is gone again, it goes back to the
+    /// queue.
     fn begin(&mut self, call: &mut Call, permit: Permit, now: Instant) {
-        match self.route(&call.req.query, &[], now) {
+        let tried = call.tried.clone();
+        match self.route(&call.req.query, &tried, now) {
             Ok(plan) => {
                 call.plan = plan;
                 call.plan_next = 0;
@@ -592,7 +609,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
             }
             Err(other) => {
                 self.release(permit);
-                self.finish(call, Outcome::Rejected(other), now);
+                self.give_up(call, other, now);
             }
         }
     }
@@ -760,11 +777,22 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
         if !call.live.is_empty() {
             return; // the other attempt (a hedge) may still answer
         }
-        if usize::from(call.sent) < usize::from(self.cfg.max_attempts)
-            && self.send_next(call, now, false)
-        {
-            self.metrics.failovers += 1;
-            return;
+        if usize::from(call.sent) < usize::from(self.cfg.max_attempts) {
+            if self.send_next(call, now, false) {
+                return;
+            }
+            // Untried nodes exist but are all full: wait for one in the queue
+            // rather than fail a call that a moment's patience would save.
+            let tried = call.tried.clone();
+            if self.cfg.queue_wait > Duration::ZERO
+                && self.route(&call.req.query, &tried, now) == Err(Reject::AllNodesSaturated)
+            {
+                if let Some(p) = call.permit.take() {
+                    self.release(p);
+                }
+                let pool = Self::priority_pool(&call.req.query, call.req.background);
+                return self.enqueue(call, pool, Reject::AllNodesSaturated, now);
+            }
         }
         let outcome = Outcome::Failed {
             failure,
@@ -824,6 +852,9 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
             hedge,
             ticket,
         };
+        if !hedge && call.sent > 0 {
+            self.metrics.failovers += 1;
+        }
         call.sent += 1;
         // Tried has MAX_ATTEMPTS room and sent <= max_attempts <= MAX_ATTEMPTS; live holds
         // at most the original and one hedge.

@@ -21,7 +21,7 @@ use heapless::Deque;
 use crate::admission::{Admission, Pool, Priority, Ticket};
 use crate::call::{Call, TraceEvent};
 use crate::catalog::Catalog;
-use crate::config::{ConfigError, RouterConfig};
+use crate::config::{ConfigError, MAX_ATTEMPTS, RouterConfig};
 use crate::health::{HeartbeatChange, Telemetry};
 use crate::metrics::Metrics;
 use crate::node::{Mode, Node, NodeError, NodeId, NodeSpec, NodeTable};
@@ -39,6 +39,28 @@ pub const TRACE_CAPACITY: usize = 1024;
 pub(crate) struct Waiting {
     pub(crate) query: Query,
     pub(crate) trace: TraceId,
+    /// Nodes a failed-over call already tried (it waits for another one).
+    tried: [NodeId; MAX_ATTEMPTS],
+    tried_len: u8,
+}
+
+impl Waiting {
+    pub(crate) fn new(query: Query, trace: TraceId, tried: &[NodeId]) -> Self {
+        let mut w = Waiting {
+            query,
+            trace,
+            tried: [NodeId(0); MAX_ATTEMPTS],
+            tried_len: 0,
+        };
+        for (slot, id) in w.tried.iter_mut().zip(tried) {
+            *slot = *id;
+            w.tried_len += 1;
+        }
+        w
+    }
+    pub(crate) fn tried(&self) -> &[NodeId] {
+        &self.tried[..usize::from(self.tried_len)]
+    }
 }
 
 /// The decision core. See the [module docs](self) and the [crate docs](crate).
@@ -272,7 +294,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                 slot = ctx
                     .nodes
                     .iter()
-                    .find(|(id, n)| ctx.filter(*id, n, &w.query, &[]).is_ok())
+                    .find(|(id, n)| ctx.filter(*id, n, &w.query, w.tried()).is_ok())
                     .map(|(id, _)| id);
                 slot.is_some()
             });

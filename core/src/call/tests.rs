@@ -594,3 +594,74 @@ fn drained_node_used_only_as_last_resort() {
     let mut c = r.start(req(99, Op::Chat), t(2));
     assert_eq!(sent(&drain(&mut r, &mut c, t(2)))[0].1, NodeId(0));
 }
+
+#[test]
+fn failover_waits_for_a_full_node_instead_of_failing() {
+    let mut r = router(&["a", "b"], RouterConfig::default());
+    for i in 0..2 {
+        let mut spec = r.node(NodeId(i)).unwrap().spec.clone();
+        spec.max_concurrency = 1;
+        r.update_node(NodeId(i), spec).unwrap();
+    }
+    let mut c1 = r.start(req(1, Op::Chat), t(0));
+    let s1 = sent(&drain(&mut r, &mut c1, t(0)))[0];
+    let mut c2 = r.start(req(2, Op::Chat), t(0));
+    let s2 = sent(&drain(&mut r, &mut c2, t(0)))[0];
+    assert_ne!(s1.1, s2.1);
+    // c1's node fails; the only untried node is busy with c2: c1 waits.
+    let _ = r.handle(
+        &mut c1,
+        Event::Failed(s1.0, Failure::Upstream5xx(502)),
+        t(1),
+    );
+    let acts = drain(&mut r, &mut c1, t(1));
+    assert!(finish(&acts).is_none(), "{acts:?}");
+    assert!(c1.is_queued());
+    assert_eq!(r.permits_outstanding(), 1, "a waiting call holds no permit");
+    // c2 completes: c1 is woken and goes to c2's node, never back to its own.
+    let _ = r.handle(&mut c2, Event::Completed(s2.0), t(2));
+    let _ = drain(&mut r, &mut c2, t(2));
+    assert_eq!(r.poll_wakeup(), Some(TraceId(1)));
+    let retry = sent(&drain(&mut r, &mut c1, t(2)));
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].1, s2.1);
+    assert_eq!(r.metrics().failovers, 1);
+    let _ = r.handle(&mut c1, Event::Completed(retry[0].0), t(3));
+    assert!(matches!(
+        finish(&drain(&mut r, &mut c1, t(3))),
+        Some(Outcome::Succeeded { attempts: 2, .. })
+    ));
+    check_balanced(&r);
+}
+
+#[test]
+fn failover_wait_that_expires_names_the_last_failure() {
+    let mut r = router(&["a", "b"], RouterConfig::default());
+    for i in 0..2 {
+        let mut spec = r.node(NodeId(i)).unwrap().spec.clone();
+        spec.max_concurrency = 1;
+        r.update_node(NodeId(i), spec).unwrap();
+    }
+    let mut c1 = r.start(req(1, Op::Chat), t(0));
+    let s1 = sent(&drain(&mut r, &mut c1, t(0)))[0];
+    let mut c2 = r.start(req(2, Op::Chat), t(0));
+    let _ = drain(&mut r, &mut c2, t(0));
+    let _ = r.handle(&mut c1, Event::Failed(s1.0, Failure::Connect), t(1));
+    let _ = drain(&mut r, &mut c1, t(1));
+    let expiry = t(1) + r.config().queue_wait;
+    let acts = drain(&mut r, &mut c1, expiry);
+    assert!(
+        matches!(
+            finish(&acts),
+            Some(Outcome::Failed {
+                failure: Failure::Connect,
+                attempts: 1,
+                ..
+            })
+        ),
+        "{acts:?}"
+    );
+    let _ = r.handle(&mut c2, Event::ClientCancelled, t(9_000));
+    let _ = drain(&mut r, &mut c2, t(9_000));
+    check_balanced(&r);
+}
