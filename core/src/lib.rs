@@ -22,6 +22,10 @@ pub mod overload;
 pub mod reason;
 pub mod route;
 pub mod router;
+#[cfg(feature = "std")]
+pub mod shared;
+#[cfg(feature = "std")]
+mod sync;
 pub mod time;
 pub mod trace;
 
