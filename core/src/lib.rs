@@ -131,6 +131,10 @@ pub mod overload;
 pub mod reason;
 pub mod route;
 pub mod router;
+#[cfg(feature = "std")]
+pub mod shared;
+#[cfg(feature = "std")]
+mod sync;
 pub mod snapshot;
 pub mod time;
 pub mod trace;
