@@ -133,9 +133,9 @@ pub mod route;
 pub mod router;
 #[cfg(feature = "std")]
 pub mod shared;
+pub mod snapshot;
 #[cfg(feature = "std")]
 mod sync;
-pub mod snapshot;
 pub mod time;
 pub mod trace;
 

@@ -27,8 +27,10 @@
 //! uses the swarm's running baseline for it, so new nodes are neither shunned
 //! nor flooded. Lower is better.
 //!
-//! Cost: one scan of `N` slots plus, for P2C, two score evaluations (one
-//! `exp` each); LeastLoaded and session affinity score every survivor.
+//! Cost: plain P2C calls sample two nodes and cost the same at 4 or 1,024
+//! nodes (two filters, two score evaluations with one `exp` each); when
+//! sampling fails, and for other policies, pins and affinity, one scan of the
+//! `N` slots. LeastLoaded and session affinity score every survivor.
 
 use fastrand::Rng;
 use heapless::Vec;
@@ -137,6 +139,9 @@ pub(crate) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+/// Random draws the sampled P2C path makes before falling back to a scan.
+pub const SAMPLE_TRIES: usize = 8;
 
 /// The ordered failover list of a route: no duplicates, at most [`MAX_ATTEMPTS`].
 pub type Plan = Vec<NodeId, MAX_ATTEMPTS>;
@@ -333,7 +338,83 @@ impl<const N: usize> Ctx<'_, N> {
     }
 
     /// Computes the plan. `explain`, when given, is told every node's verdict.
+    ///
+    /// Plain P2C calls (no pin, affinity or strict-first tags) take a
+    /// constant-time path: two eligible, enabled nodes are drawn by rejection
+    /// sampling over the slots (uniform over the eligible set, as P2C
+    /// requires) and only those two are filtered and scored. The plan is then
+    /// `[winner, loser]`; a further failover routes afresh. If sampling does
+    /// not find two nodes within [`SAMPLE_TRIES`] draws (few eligible nodes,
+    /// drained or saturated swarm), the full scan decides. A preview explains
+    /// every node with a scan but draws the plan exactly as a call would.
     pub(crate) fn plan(
+        &self,
+        q: &Query,
+        tried: &[NodeId],
+        rng: &mut Rng,
+        rr: &mut u32,
+        explain: Option<&mut dyn FnMut(NodeId, Verdict)>,
+    ) -> Result<Plan, Reject> {
+        let sampled = self.cfg.policy == Policy::P2c
+            && q.pin.is_none()
+            && q.session.is_none()
+            && q.prefix.is_none()
+            && !(self.cfg.tag_mode == TagMode::StrictFirst && !q.tags.is_empty());
+        if !sampled {
+            return self.plan_scan(q, tried, rng, rr, explain);
+        }
+        if let Some(f) = explain {
+            // Verdicts only: the scan's own order is discarded.
+            let _ = self.plan_scan(q, tried, &mut rng.clone(), &mut rr.clone(), Some(f));
+        }
+        match self.p2c_sampled(q, tried, rng) {
+            Some(plan) => Ok(plan),
+            None => self.plan_scan(q, tried, rng, rr, None),
+        }
+    }
+
+    /// Two distinct eligible enabled nodes by rejection sampling, ordered by
+    /// load; `None` when the draws ran out first.
+    fn p2c_sampled(&self, q: &Query, tried: &[NodeId], rng: &mut Rng) -> Option<Plan> {
+        let slots = self.nodes.slots();
+        if slots.len() < 2 {
+            return None;
+        }
+        let mut picks = [0u16; 2];
+        let mut got = 0;
+        for _ in 0..SAMPLE_TRIES {
+            let i = rng.usize(..slots.len());
+            if got == 1 && usize::from(picks[0]) == i {
+                continue;
+            }
+            let Some(n) = &slots[i] else { continue };
+            if self.filter(NodeId(i as u16), n, q, tried) == Ok(false) {
+                picks[got] = i as u16;
+                got += 1;
+                if got == 2 {
+                    break;
+                }
+            }
+        }
+        if got < 2 {
+            return None;
+        }
+        let (a, b) = (picks[0], picks[1]);
+        let (w, l) = if self.load(b, q) < self.load(a, q) {
+            (b, a)
+        } else {
+            (a, b)
+        };
+        let mut plan = Plan::new();
+        let _ = plan.push(NodeId(w));
+        if self.cfg.max_attempts > 1 {
+            let _ = plan.push(NodeId(l));
+        }
+        Some(plan)
+    }
+
+    /// The full scan: every node filtered, then affinity and the policy.
+    fn plan_scan(
         &self,
         q: &Query,
         tried: &[NodeId],

@@ -250,10 +250,27 @@ fn gateway_call(s: &S, id: u64, ending: Ending) {
         Ending::FailThenComplete => {
             let _ = h.handle(Event::Failed(a, Failure::Connect), later);
             s.with(check);
-            if let (Some(b), None) = drive(&mut h, later) {
+            let mut step = drive(&mut h, later);
+            let mut at = later;
+            if step == (None, None) {
+                // Every untried node was full: the failover waits in the
+                // queue. Come back after its deadline: granted, or expired.
+                at = later + s.with(|r| r.config().queue_wait) + Duration::from_millis(1);
+                step = drive(&mut h, at);
                 s.with(check);
-                let _ = h.handle(Event::Completed(b), later);
+                assert!(
+                    step != (None, None),
+                    "a failover wait outlived its deadline"
+                );
             }
+            if let (Some(b), None) = step {
+                s.with(check);
+                let _ = h.handle(Event::Completed(b), at);
+            }
+            let _ = drive(&mut h, at);
+            assert!(h.is_finished());
+            s.with(check);
+            return;
         }
         Ending::Drop => {
             drop(h);
