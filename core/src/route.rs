@@ -359,7 +359,7 @@ impl<const N: usize> Ctx<'_, N> {
             && q.pin.is_none()
             && q.session.is_none()
             && q.prefix.is_none()
-            && !(self.cfg.tag_mode == TagMode::StrictFirst && !q.tags.is_empty());
+            && (self.cfg.tag_mode != TagMode::StrictFirst || q.tags.is_empty());
         if !sampled {
             return self.plan_scan(q, tried, rng, rr, explain);
         }
