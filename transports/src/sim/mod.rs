@@ -10,6 +10,8 @@
 //!   hashes.
 //! - [`BurstySpec`], [`SessionSpec`] ([`generators`]): bursty (MMPP)
 //!   traffic and multi-turn sessions with shared prompt prefixes.
+//! - [`read_trace`] ([`trace`]): real traces (Azure CSV, Mooncake JSON
+//!   lines) as a [`Workload`].
 //! - [`Driver`]: the sans-IO loop that runs them through a
 //!   [`SimRouter`] and produces a [`Report`].
 //!
@@ -43,12 +45,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod civil;
 mod clock;
 mod driver;
 pub mod generators;
 mod node;
 mod report;
 pub mod seed;
+pub mod trace;
 mod workload;
 
 pub use clock::Clock;
@@ -56,6 +60,9 @@ pub use driver::{Driver, MAX_NODES, SimError, SimRouter};
 pub use generators::{BurstySpec, SessionSpec};
 pub use node::{BadNode, CrashWindow, OverloadModel, SimNode};
 pub use report::{NodeReport, Report, percentile, show};
+pub use trace::{
+    TraceError, TraceFormat, TraceOptions, UnknownFormat, read_azure, read_mooncake, read_trace,
+};
 pub use workload::{ArenaFull, Arrival, BadWorkload, Blocks, OpMix, Workload, WorkloadSpec};
 
 #[cfg(test)]
