@@ -6,7 +6,12 @@
 //!   decode model with seeded jitter, a 5xx rate, 429 overload and a crash
 //!   window.
 //! - [`WorkloadSpec`] / [`Arrival`]: the calls to run (seeded Poisson
-//!   traffic, or any list).
+//!   traffic, or any list); [`Workload`]: calls with their prompts' block
+//!   hashes.
+//! - [`BurstySpec`], [`SessionSpec`] ([`generators`]): bursty (MMPP)
+//!   traffic and multi-turn sessions with shared prompt prefixes.
+//! - [`read_trace`] ([`trace`]): real traces (Azure CSV, Mooncake JSON
+//!   lines) as a [`Workload`].
 //! - [`Driver`]: the sans-IO loop that runs them through a
 //!   [`SimRouter`] and produces a [`Report`].
 //!
@@ -40,18 +45,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod civil;
 mod clock;
 mod driver;
+pub mod generators;
 mod node;
 mod report;
 pub mod seed;
+pub mod trace;
 mod workload;
 
 pub use clock::Clock;
 pub use driver::{Driver, MAX_NODES, SimError, SimRouter};
+pub use generators::{BurstySpec, SessionSpec};
 pub use node::{BadNode, CrashWindow, OverloadModel, SimNode};
 pub use report::{NodeReport, Report, percentile, show};
-pub use workload::{Arrival, BadWorkload, OpMix, WorkloadSpec};
+pub use trace::{
+    TraceError, TraceFormat, TraceOptions, UnknownFormat, read_azure, read_mooncake, read_trace,
+};
+pub use workload::{ArenaFull, Arrival, BadWorkload, Blocks, OpMix, Workload, WorkloadSpec};
 
 #[cfg(test)]
 mod tests;

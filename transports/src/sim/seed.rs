@@ -9,6 +9,12 @@
 pub const ROUTER: u64 = 0;
 /// Stream of the workload generator.
 pub const WORKLOAD: u64 = 1;
+/// Stream of the bursty workload generator.
+pub const BURSTY: u64 = 2;
+/// Stream of the multi-turn session generator.
+pub const SESSIONS: u64 = 3;
+/// Stream of a replayed trace's operation mix.
+pub const TRACE: u64 = 4;
 /// Stream of the first simulated node; node `i` uses `NODES + i`.
 pub const NODES: u64 = 1_000;
 
@@ -37,6 +43,9 @@ mod tests {
         let all = [
             a,
             derive(42, WORKLOAD),
+            derive(42, BURSTY),
+            derive(42, SESSIONS),
+            derive(42, TRACE),
             derive(42, NODES),
             derive(42, NODES + 1),
             derive(43, ROUTER),
