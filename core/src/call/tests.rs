@@ -147,8 +147,10 @@ fn no_failover_after_first_byte() {
 
 #[test]
 fn attempts_are_bounded_and_the_last_failure_is_named() {
-    let mut cfg = RouterConfig::default();
-    cfg.max_attempts = 2;
+    let cfg = RouterConfig {
+        max_attempts: 2,
+        ..RouterConfig::default()
+    };
     let mut r = router(&["a", "b", "c", "d"], cfg);
     let mut c = r.start(req(1, Op::Embed), t(0));
     let mut acts = drain(&mut r, &mut c, t(0));
@@ -176,8 +178,10 @@ fn attempts_are_bounded_and_the_last_failure_is_named() {
 
 #[test]
 fn ttft_timeout_fails_over_and_charges_the_node() {
-    let mut cfg = RouterConfig::default();
-    cfg.ttft_timeout = Duration::from_millis(500);
+    let mut cfg = RouterConfig {
+        ttft_timeout: Duration::from_millis(500),
+        ..RouterConfig::default()
+    };
     cfg.breaker.failure_threshold = 1;
     let mut r = router(&["a", "b"], cfg);
     let mut c = r.start(req(1, Op::Stream), t(0));
@@ -389,13 +393,15 @@ fn saturated_calls_queue_and_are_granted_in_order() {
 
 #[test]
 fn queued_call_cancelled_releases_everything() {
-    let mut cfg = RouterConfig::default();
-    cfg.pools = PoolLimits {
-        global: 1,
-        chat: 1,
-        stream: 1,
-        embed: 1,
-        background: 1,
+    let cfg = RouterConfig {
+        pools: PoolLimits {
+            global: 1,
+            chat: 1,
+            stream: 1,
+            embed: 1,
+            background: 1,
+        },
+        ..RouterConfig::default()
     };
     let mut r = router(&["a"], cfg);
     let mut c1 = r.start(req(1, Op::Chat), t(0));
@@ -420,15 +426,17 @@ fn queued_call_cancelled_releases_everything() {
 
 #[test]
 fn busy_pool_without_queue_is_rejected() {
-    let mut cfg = RouterConfig::default();
-    cfg.pools = PoolLimits {
-        global: 2,
-        chat: 1,
-        stream: 2,
-        embed: 2,
-        background: 1,
+    let cfg = RouterConfig {
+        pools: PoolLimits {
+            global: 2,
+            chat: 1,
+            stream: 2,
+            embed: 2,
+            background: 1,
+        },
+        queue_wait: Duration::ZERO,
+        ..RouterConfig::default()
     };
-    cfg.queue_wait = Duration::ZERO;
     let mut r = router(&["a"], cfg);
     let mut c1 = r.start(req(1, Op::Chat), t(0));
     let _ = drain(&mut r, &mut c1, t(0));
@@ -515,8 +523,10 @@ fn hedge_budget_limits_extra_attempts() {
 
 #[test]
 fn call_deadline_ends_a_stream_after_first_byte() {
-    let mut cfg = RouterConfig::default();
-    cfg.call_timeout = Duration::from_secs(1);
+    let cfg = RouterConfig {
+        call_timeout: Duration::from_secs(1),
+        ..RouterConfig::default()
+    };
     let mut r = router(&["a"], cfg);
     let mut c = r.start(req(1, Op::Stream), t(0));
     let s = sent(&drain(&mut r, &mut c, t(0)))[0];
