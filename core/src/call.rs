@@ -805,15 +805,26 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
 
     /// Sends the next attempt: the next still-eligible entry of the plan, or
     /// a fresh route that avoids every node tried. False when none exists.
+    /// A draining entry is taken only while no enabled node is eligible: a
+    /// node may have started draining since the plan was made.
     fn send_next(&mut self, call: &mut Call, now: Instant, hedge: bool) -> bool {
         let mut chosen = None;
         {
             let ctx = self.ctx(now);
+            let q = &call.req.query;
             while call.plan_next < call.plan.len() {
                 let id = call.plan[call.plan_next];
                 call.plan_next += 1;
                 if let Some(n) = self.nodes.get(id) {
-                    if ctx.filter(id, n, &call.req.query, &call.tried).is_ok() {
+                    let usable = match ctx.filter(id, n, q, &call.tried) {
+                        Ok(false) => true,
+                        Ok(true) => !self
+                            .nodes
+                            .iter()
+                            .any(|(j, m)| ctx.filter(j, m, q, &call.tried) == Ok(false)),
+                        Err(_) => false,
+                    };
+                    if usable {
                         chosen = Some(id);
                         break;
                     }

@@ -665,3 +665,29 @@ fn failover_wait_that_expires_names_the_last_failure() {
     let _ = drain(&mut r, &mut c2, t(9_000));
     check_balanced(&r);
 }
+
+#[test]
+fn failover_skips_a_planned_node_drained_since_the_plan() {
+    // Found by the core_ops fuzz target: the failover walked the call's old
+    // plan and took a node drained after the plan was made, although enabled
+    // nodes were still eligible.
+    let cfg = RouterConfig {
+        policy: crate::config::Policy::RoundRobin,
+        ..RouterConfig::default()
+    };
+    let mut r = router(&["a", "b", "c", "d"], cfg);
+    let mut c = r.start(req(1, Op::Chat), t(0));
+    let first = sent(&drain(&mut r, &mut c, t(0)))[0];
+    assert_eq!(first.1, NodeId(0), "round robin starts at the first node");
+    // The plan is [a, b, c]; b starts draining while a's attempt runs.
+    r.set_mode(NodeId(1), Mode::Drain, t(1)).unwrap();
+    let _ = r.handle(&mut c, Event::Failed(first.0, Failure::Connect), t(2));
+    let second = sent(&drain(&mut r, &mut c, t(2)))[0];
+    assert_ne!(second.1, NodeId(1), "a drained node is only a last resort");
+    assert_eq!(second.1, NodeId(2), "the next enabled node of the plan");
+    // With every other node tried or disabled, the drained node is used.
+    r.set_mode(NodeId(3), Mode::Disabled, t(3)).unwrap();
+    let _ = r.handle(&mut c, Event::Failed(second.0, Failure::Connect), t(4));
+    let third = sent(&drain(&mut r, &mut c, t(4)))[0];
+    assert_eq!(third.1, NodeId(1), "the drained node as the last resort");
+}

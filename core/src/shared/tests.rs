@@ -104,7 +104,18 @@ fn task(s: S, clock: &AtomicU64, first_id: u64, calls: u64) {
             1 => {
                 // Fail over once, then finish with whatever comes.
                 let _ = h.handle(Event::Failed(a, Failure::Connect), now());
-                if let (Some(b), None) = drive(&mut h, now()) {
+                // With every untried node full, the failover waits in the
+                // queue: come back until it is sent or the wait expires.
+                let mut step = drive(&mut h, now());
+                let mut spins = 0;
+                while step == (None, None) && !h.is_finished() {
+                    while s.poll_wakeup().is_some() {}
+                    std::thread::yield_now();
+                    step = drive(&mut h, now());
+                    spins += 1;
+                    assert!(spins < 10_000, "a failover wait neither granted nor expired");
+                }
+                if let (Some(b), None) = step {
                     let _ = h.handle(Event::Completed(b), now());
                 }
             }
