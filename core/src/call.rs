@@ -540,8 +540,12 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                     call.plan = plan;
                     call.permit = Some(permit);
                     call.state = State::Running;
-                    call.plan_next = 0;
-                    self.send_next(call, now, false);
+                    // The route just filtered plan[0] at `now`: send without re-checking.
+                    call.plan_next = 1;
+                    // A route that succeeds returns at least one node.
+                    if let Some(first) = call.plan.first().copied() {
+                        self.send_to(call, first, now, false);
+                    }
                     return;
                 }
                 Err(refusal) => refusal_reason(refusal),
@@ -597,10 +601,13 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
         match self.route(&call.req.query, &tried, now) {
             Ok(plan) => {
                 call.plan = plan;
-                call.plan_next = 0;
+                call.plan_next = 1;
                 call.permit = Some(permit);
                 call.state = State::Running;
-                self.send_next(call, now, false);
+                // A route that succeeds returns at least one node.
+                if let Some(first) = call.plan.first().copied() {
+                    self.send_to(call, first, now, false);
+                }
             }
             Err(Reject::AllNodesSaturated) => {
                 self.release(permit);
@@ -839,6 +846,12 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
             }
         }
         let Some(node_id) = chosen else { return false };
+        self.send_to(call, node_id, now, hedge)
+    }
+
+    /// Starts an attempt on `node_id`, which the caller has just found
+    /// eligible at `now`. False if the node is gone.
+    fn send_to(&mut self, call: &mut Call, node_id: NodeId, now: Instant, hedge: bool) -> bool {
         let Some(node) = self.nodes.get_mut(node_id) else {
             return false;
         };
