@@ -7,6 +7,7 @@
 //! mix; prompt and output lengths uniformly from inclusive ranges.
 
 use std::fmt;
+use std::sync::Arc;
 
 use drover_core::route::Op;
 use drover_core::{Duration, Instant};
@@ -16,7 +17,7 @@ use super::node::secs;
 use super::seed;
 
 /// One call of a workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arrival {
     /// When the client sends it.
     pub at: Instant,
@@ -29,6 +30,13 @@ pub struct Arrival {
     /// The client gives up this long after sending, if the call has not
     /// finished by then.
     pub cancel_after: Option<Duration>,
+    /// The conversation or session the call belongs to (already hashed):
+    /// becomes the router's session-affinity key.
+    pub session: Option<u64>,
+    /// The prompt's block hashes, in order (as in the Mooncake trace's
+    /// `hash_ids`): a node's prefix cache skips the prefill of a cached
+    /// leading run, and the first blocks give the router's prefix key.
+    pub blocks: Option<Arc<[u64]>>,
 }
 
 impl Arrival {
@@ -40,6 +48,8 @@ impl Arrival {
             prompt_tokens,
             output_tokens,
             cancel_after: None,
+            session: None,
+            blocks: None,
         }
     }
 }
