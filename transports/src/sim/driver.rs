@@ -174,8 +174,6 @@ impl Driver {
             changes: Vec::with_capacity(timeline.len()),
             assign: setup.assign,
             assign_salt: seed::derive(setup.seed, seed::ASSIGN),
-            prefix_blocks: setup.router.affinity.prefix_key_blocks,
-            call_timeout: setup.router.call_timeout,
             arrivals: Vec::new(),
             calls: Vec::new(),
             pending: VecDeque::new(),
@@ -339,7 +337,12 @@ impl Driver {
             .saturating_add(BUDGET_PER_CALL.saturating_mul(count as u64));
         // Heartbeats run while calls do: at most one per interval per node
         // until the last call's deadline, each delivered to every gateway.
-        let span = (horizon + w.call_timeout) - now;
+        let call_timeout = self
+            .gateways
+            .iter()
+            .map(|g| g.router.config().call_timeout)
+            .fold(Duration::ZERO, Duration::max);
+        let span = (horizon + call_timeout) - now;
         let per_beat = 1 + self.gateways.len() as u64;
         for (n, node) in w.nodes.iter().enumerate() {
             let Some(every) = node.spec.heartbeat else {
@@ -432,19 +435,18 @@ impl Driver {
         let w = &mut self.w;
         let now = w.now();
         let g = w.gateway_for(c, self.gateways.len());
+        let router = &mut self.gateways[g].router;
         let a = &w.arrivals[c];
         let mut q = Query::new(a.op);
         q.session = a.session;
         q.prefix = a
             .blocks
             .as_deref()
-            .and_then(|b| prefix_key(b, w.prefix_blocks));
+            .and_then(|b| prefix_key(b, router.config().affinity.prefix_key_blocks));
         if let Some(after) = a.cancel_after {
             w.clock.schedule(now + after, Ev::ClientCancel(c as u32));
         }
-        let call = self.gateways[g]
-            .router
-            .start(Request::new(TraceId(c as u64), q), now);
+        let call = router.start(Request::new(TraceId(c as u64), q), now);
         let slot = match self.free.pop() {
             Some(s) => {
                 self.live[s as usize] = Some(call);

@@ -151,6 +151,10 @@ impl SimSetup {
         for n in &self.nodes {
             n.validate().map_err(SimError::Node)?;
         }
+        for (i, f) in self.faults.iter().enumerate() {
+            f.validate(self.nodes.len())
+                .map_err(|problem| SimError::Fault(BadFault { fault: i, problem }))?;
+        }
         Driver::build(self)
     }
 

@@ -335,13 +335,27 @@ fn overload_429s_cool_down_but_never_open_the_breaker() {
     assert_eq!(node.overload.events() as u64, busy.overloads);
     assert_eq!(node.breaker.state(d.now()), BreakerState::Closed);
     assert_eq!(node.breaker.consecutive_failures(), 0);
-    // 429s came only inside the window; anything that failed was a 429.
+    // 429s came only inside the window. Each started a 300 ms cooldown
+    // (its Retry-After) when it arrived, 2 ms after the attempt was sent:
+    // no attempt went to the node while one ran.
+    let mut sent = Vec::new();
+    let mut cooling = Vec::new();
     for i in 0..r.calls as usize {
-        for a in d.attempts(i) {
+        for a in d.attempts(i).into_iter().filter(|a| a.node == 2) {
+            sent.push(a.sent);
             if a.end == AttemptEnd::Overloaded {
                 assert!(a.sent >= secs(20) && a.sent < secs(200), "seed {seed}");
+                let from = a.sent + ms(2);
+                cooling.push((from, from + ms(300)));
             }
         }
+    }
+    assert_eq!(cooling.len() as u64, busy.overloads);
+    for t in sent {
+        assert!(
+            !cooling.iter().any(|&(from, to)| from < t && t < to),
+            "seed {seed}: attempt at {t:?} during a cooldown"
+        );
     }
     assert_eq!(
         r.failed_total(),

@@ -32,8 +32,6 @@ pub(crate) struct World {
     pub(crate) changes: Vec<(usize, Change)>,
     pub(crate) assign: Assign,
     pub(crate) assign_salt: u64,
-    pub(crate) prefix_blocks: u8,
-    pub(crate) call_timeout: Duration,
     pub(crate) arrivals: Vec<Arrival>,
     pub(crate) calls: Vec<CallRec>,
     /// Calls not yet arrived, in time order.
