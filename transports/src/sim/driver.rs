@@ -302,7 +302,9 @@ impl Driver {
     }
 
     /// Adds the calls of `workload` (each arrives at its `at`, or now if
-    /// that has passed) and starts the nodes' heartbeats.
+    /// that has passed) and starts the nodes' heartbeats. Heartbeats run
+    /// while some call has not finished; they stop when the driver goes
+    /// idle, and the next `load` restarts them at once.
     pub fn load(&mut self, workload: &[Arrival]) {
         self.load_owned(workload.to_vec());
     }

@@ -74,7 +74,8 @@ impl World {
             .map(usize::from)
     }
 
-    /// Records `v` unless an earlier violation was recorded.
+    /// Records that call `c` broke an invariant, unless an earlier
+    /// violation was recorded (the first one stops the run).
     pub(crate) fn fail(&mut self, c: usize, kind: ViolationKind, node: Option<NodeId>) {
         if self.violation.is_none() {
             self.violation = Some(self.violation_of(c, kind, node));
