@@ -10,8 +10,11 @@
 //!
 //! - `sim`: [`sim`], a deterministic in-memory simulator. Simulated model
 //!   servers with slots, queueing, a TTFT and decode-speed model, seeded
-//!   jitter, failures, overload and crashes, all on a virtual clock. One
-//!   `u64` seed determines every number in its [`sim::Report`].
+//!   jitter, prefix caches and heartbeats; scheduled or rate-drawn faults
+//!   (crash, hang, stale heartbeat, slow-down, overload, corrupted reply,
+//!   flapping); one or several gateways; invariants checked on every run;
+//!   all on a virtual clock. One `u64` seed determines every number in its
+//!   [`sim::Report`].
 //!
 //! No feature is on by default, so a crate that needs only one driver pulls
 //! in no other driver's dependencies. Test a feature's driver with it on:

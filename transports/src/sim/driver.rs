@@ -1,210 +1,198 @@
-//! The [`Driver`]: drover-core's router, simulated nodes and a workload on
-//! one virtual [`Clock`], run by the sans-IO loop.
+//! The [`Driver`]: drover-core's routers (one per gateway), simulated nodes,
+//! faults and a workload on one virtual [`Clock`], run by the sans-IO loop.
 //!
-//! The loop, per event taken from the clock (earliest first):
+//! The loop takes the earliest of the next scheduled event and the next
+//! arrival (an event first when both are due at the same instant, so an
+//! arrival sees the state of that instant), then:
 //!
-//! 1. apply it: a call arrives ([`Router::start`]), a node produces a first
-//!    byte, a completion or an error (fed in with [`Router::handle`]), a
-//!    poll timer fires, a client gives up, a node crashes or recovers;
-//! 2. drive the call it concerns: [`Router::poll`] until `Wait` or `Finish`,
-//!    executing each `Send` (the node schedules the attempt's events) and
-//!    each `Cancel` (the node drops the attempt and frees its slot), and
-//!    scheduling a poll at `Wait { until }`;
-//! 3. drive every call [`Router::poll_wakeup`] names (queued calls that were
-//!    granted capacity), and keep a timer at [`Router::poll_timeout`] for
-//!    [`Router::handle_timeout`].
+//! 1. applies it: a call arrives at its gateway ([`Router::start`]); a node
+//!    produces a first byte, a completion, an invalid reply or an error (fed
+//!    in with [`Router::handle`]); a poll timer fires; a client gives up; a
+//!    fault changes a node; a node sends a heartbeat, which reaches each
+//!    gateway's router after that gateway's delay
+//!    ([`Router::handle_heartbeat`]);
+//! 2. drives the call it concerns: [`Router::poll`] until `Wait` or
+//!    `Finish`, executing each `Send` (checked first, see
+//!    [`check`](super::check)) and each `Cancel`, and keeping one poll timer
+//!    per call at `Wait { until }`;
+//! 3. drives every call the touched router's [`Router::poll_wakeup`] names,
+//!    and keeps that router's timer at [`Router::poll_timeout`].
 //!
-//! Nothing reads a wall clock or the OS's randomness: the router, every node
-//! and the workload generator draw from streams of one seed
+//! # Costs
+//!
+//! Per call, O(log e) per event for the clock's heap (`e` events pending,
+//! one or two per call in flight) plus the router's own work; arrivals are
+//! taken from a sorted list, not the heap. Nothing allocates per call once
+//! the record vectors have grown: live [`Call`]s sit in a slab reused as
+//! calls finish and are polled in place, a call's attempts are a linked
+//! list through the attempt records, a poll timer enters the heap only when
+//! no attempt of the call will report first (see
+//! [`World::arm_poll`](super::world::World)), and timers left behind by
+//! finished calls are purged when they outnumber the live events.
+//!
+//! Nothing reads a wall clock or the OS's randomness: routers, nodes, fault
+//! draws and the workload draw from streams of one seed
 //! ([`seed::derive`](super::seed::derive())).
-//!
-//! The run stops when no event is left, or, as a guard against a bug that
-//! reschedules forever, after an event budget proportional to the workload
-//! ([`Report::stalled`]). Every call without an outcome at the end is counted
-//! in [`Report::lost`].
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::fmt;
 
-use drover_core::call::{Action, AttemptId, Call, Event, Handled, Outcome, Request};
-use drover_core::config::{ConfigError, RouterConfig};
-use drover_core::node::{NodeError, NodeId, NodeKind, NodeSpec};
+use drover_core::call::{Action, Call, Event, Handled, Outcome, Request};
+use drover_core::config::RouterConfig;
+use drover_core::node::{NodeId, NodeKind, NodeSpec};
 use drover_core::reason::Failure;
-use drover_core::route::{Op, Query};
+use drover_core::route::{Query, prefix_key};
 use drover_core::router::Router;
 use drover_core::trace::TraceId;
 use drover_core::{Duration, Instant};
 
+use super::check::{Violation, ViolationKind};
 use super::clock::Clock;
-use super::node::{self, BadNode, JobId, NodeState, SimNode};
-use super::report::{NodeReport, Report, percentile};
+use super::faults::{self, Change};
+use super::node::SimNode;
+use super::record::{AttemptEnd, JobState};
+use super::report::Report;
 use super::seed;
+use super::series::TimeSeries;
+use super::setup::{NEVER, SimError, SimSetup};
+use super::state::{JobId, NodeState};
 use super::workload::Arrival;
+use super::workload::{Blocks, Calls, Workload};
+use super::world::World;
 
 /// Most simulated nodes in one run.
 pub const MAX_NODES: usize = 64;
 
-/// The router the simulator drives: 64 nodes, 4,096 permits, 1,024 queued calls.
+/// The router each simulated gateway runs: 64 nodes, 4,096 permits, 1,024
+/// queued calls.
 pub type SimRouter = Router<MAX_NODES, 4096, 1024>;
 
 /// Actions one drive of a call may execute before it must wait or finish.
 /// The core emits at most a handful; hitting this means a bug, and the call
-/// is left unfinished (and counted as lost).
+/// is left unfinished (and reported lost).
 const MAX_ACTIONS_PER_DRIVE: usize = 64;
 /// Granted calls driven after one event; any left over are driven after the next.
 const WAKEUPS_PER_EVENT: usize = 4096;
 /// Event budget: fixed part, and per call of the workload.
 const BUDGET_BASE: u64 = 10_000;
 const BUDGET_PER_CALL: u64 = 512;
+/// Dead poll timers tolerated in the heap before a purge.
+const PURGE_AT: usize = 4096;
 
-/// Why a [`Driver`] could not be built.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SimError {
-    /// The router refused the configuration.
-    Config(ConfigError),
-    /// A simulated node's description is invalid.
-    Node(BadNode),
-    /// The router refused a node (duplicate name, name too long, …).
-    Router {
-        /// The node's name.
-        node: String,
-        /// Why.
-        error: NodeError,
-    },
-    /// More than [`MAX_NODES`] nodes, or none.
-    NodeCount(usize),
-}
-
-impl fmt::Display for SimError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SimError::Config(e) => write!(f, "router configuration: {e}"),
-            SimError::Node(e) => e.fmt(f),
-            SimError::Router { node, error } => write!(f, "simulated node {node:?}: {error}"),
-            SimError::NodeCount(n) => {
-                write!(f, "a simulation needs 1 to {MAX_NODES} nodes, not {n}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for SimError {}
-
-/// Everything that can happen, in virtual time.
+/// Everything that can happen, in virtual time. Indexes are `u32`.
 #[derive(Clone, Copy, Debug)]
-enum Ev {
-    /// Call `i` of the workload is sent.
-    Arrive(usize),
-    /// Poll call `i` (a `Wait { until }` came due).
-    Poll(usize),
-    /// The client of call `i` gives up.
-    ClientCancel(usize),
-    /// The router's own timer ([`Router::poll_timeout`]).
-    RouterTimer,
-    /// Node `i` goes down.
-    Crash(usize),
-    /// Node `i` comes back.
-    Recover(usize),
+pub(crate) enum Ev {
+    /// Poll call `c` (a `Wait { until }` came due).
+    Poll(u32),
+    /// The client of call `c` gives up.
+    ClientCancel(u32),
+    /// Gateway `g`'s router timer ([`Router::poll_timeout`]).
+    Timer(u16),
     /// A job's first byte.
     FirstByte(JobId),
-    /// A job's complete answer.
+    /// A job's complete, valid answer.
     Completed(JobId),
+    /// A job's reply fails validation.
+    Invalid(JobId),
     /// A job's failure reply (refused, 5xx, reset by a crash).
     Fail(JobId, Failure),
-    /// A job's 429 reply.
-    Overloaded(JobId, Option<Duration>),
+    /// A job's 429 reply, with its Retry-After in nanoseconds
+    /// (`u64::MAX`: none), so that an event is 16 bytes.
+    Overloaded(JobId, u64),
+    /// Fault timeline entry `i` takes effect.
+    Change(u32),
+    /// Node `n` sends a heartbeat.
+    Beat(u16),
+    /// Heartbeat `i` (in [`World::beats`]) reaches gateway `g`.
+    Deliver(u32, u16),
 }
 
-/// Where a simulated attempt is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum JobState {
-    /// Waiting in the node's queue.
-    Queued,
-    /// Holding a slot; its first byte and completion are scheduled.
-    Serving,
-    /// A failure or 429 reply is on its way.
-    Replying,
-    /// Finished, failed or cancelled: later events for it are ignored.
-    Gone,
+/// One gateway: its router, its timer and its heartbeat delay.
+pub(crate) struct Gateway {
+    pub(crate) router: Box<SimRouter>,
+    timer_at: Option<Instant>,
+    delay: Duration,
 }
 
-/// One simulated attempt.
-#[derive(Clone, Copy, Debug)]
-struct Job {
-    call: usize,
-    attempt: AttemptId,
-    node: usize,
-    state: JobState,
-    first_byte: bool,
-}
-
-/// One call of the workload and what became of it.
-#[derive(Debug)]
-struct CallSlot {
-    arrival: Arrival,
-    /// The core's call while it runs; `None` before arrival and after Finish.
-    call: Option<Call>,
-    /// The time of the one poll timer that counts.
-    poll_at: Option<Instant>,
-    jobs: Vec<(AttemptId, JobId)>,
-    first_byte: Option<Instant>,
-    outcome: Option<(Instant, Outcome)>,
-}
-
-/// A simulation: a router, simulated nodes and their calls on one clock.
+/// A simulation: gateways, simulated nodes, faults and calls on one clock.
 /// See the [`sim` module docs](crate::sim).
 pub struct Driver {
-    router: Box<SimRouter>,
-    clock: Clock<Ev>,
-    nodes: Vec<NodeState>,
-    /// `NodeId.0` → index in `nodes`.
-    by_id: Vec<Option<usize>>,
-    calls: Vec<CallSlot>,
-    jobs: Vec<Job>,
-    timer_at: Option<Instant>,
-    events: u64,
-    budget: u64,
-    stalled: bool,
+    pub(crate) gateways: Vec<Gateway>,
+    /// Live calls, polled in place; `None` slots are on `free`.
+    live: Vec<Option<Call>>,
+    free: Vec<u32>,
+    pub(crate) w: World,
 }
 
 impl fmt::Debug for Driver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Driver")
-            .field("now", &self.clock.now())
-            .field("nodes", &self.nodes.len())
-            .field("calls", &self.calls.len())
-            .field("events", &self.events)
+            .field("now", &self.w.now())
+            .field("gateways", &self.gateways.len())
+            .field("nodes", &self.w.nodes.len())
+            .field("calls", &self.w.calls.len())
+            .field("events", &self.w.events)
             .finish_non_exhaustive()
     }
 }
 
 impl Driver {
-    /// A simulation of `nodes` (in order: the router's ids follow it) under
-    /// `cfg`. `seed` drives the router and every node.
+    /// A simulation of `nodes` (in order: the router's ids follow it) behind
+    /// one gateway under `cfg`, without scheduled faults. `seed` drives the
+    /// router and every node. See [`SimSetup`] for more.
     pub fn new(cfg: RouterConfig, nodes: Vec<SimNode>, seed: u64) -> Result<Self, SimError> {
-        if nodes.is_empty() || nodes.len() > MAX_NODES {
-            return Err(SimError::NodeCount(nodes.len()));
+        SimSetup::new(cfg, nodes, seed).build()
+    }
+
+    pub(crate) fn build(setup: SimSetup) -> Result<Self, SimError> {
+        let mut faults: Vec<_> = setup.crash_windows().collect();
+        faults.extend_from_slice(&setup.faults);
+        let timeline = faults::timeline(&faults, setup.nodes.len()).map_err(SimError::Fault)?;
+        let mut gateways = Vec::with_capacity(setup.gateways);
+        for g in 0..setup.gateways {
+            let stream = if g == 0 {
+                seed::ROUTER
+            } else {
+                seed::GATEWAYS + g as u64
+            };
+            // 340 KB: matched rather than `map_err`ed so it is not copied twice more.
+            let router = match SimRouter::new(setup.router, seed::derive(setup.seed, stream)) {
+                Ok(r) => Box::new(r),
+                Err(e) => return Err(SimError::Config(e)),
+            };
+            gateways.push(Gateway {
+                router,
+                timer_at: None,
+                delay: setup.delay(g),
+            });
         }
-        // 340 KB: matched rather than `map_err`ed so it is not copied twice more.
-        let router = match SimRouter::new(cfg, seed::derive(seed, seed::ROUTER)) {
-            Ok(r) => Box::new(r),
-            Err(e) => return Err(SimError::Config(e)),
-        };
-        let mut d = Driver {
-            router,
+        let names = setup.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut w = World {
+            seed: setup.seed,
             clock: Clock::new(),
-            nodes: Vec::with_capacity(nodes.len()),
+            nodes: Vec::with_capacity(setup.nodes.len()),
             by_id: Vec::new(),
+            changes: Vec::with_capacity(timeline.len()),
+            assign: setup.assign,
+            assign_salt: seed::derive(setup.seed, seed::ASSIGN),
+            arrivals: Workload::new(),
+            blocks_dropped: 0,
             calls: Vec::new(),
+            pending: VecDeque::new(),
             jobs: Vec::new(),
-            timer_at: None,
+            series: TimeSeries::new(setup.bucket, names),
+            beat_armed: vec![false; setup.nodes.len()],
+            beats: Vec::new(),
+            finished: 0,
+            dead_timers: 0,
             events: 0,
-            budget: BUDGET_BASE,
+            budget: BUDGET_BASE + timeline.len() as u64,
             stalled: false,
+            violation: None,
+            #[cfg(test)]
+            accept_invalid: false,
         };
-        for (i, sim) in nodes.into_iter().enumerate() {
-            sim.validate().map_err(SimError::Node)?;
+        for (i, sim) in setup.nodes.into_iter().enumerate() {
             let refused = |error| SimError::Router {
                 node: sim.name.clone(),
                 error,
@@ -213,379 +201,476 @@ impl Driver {
             spec.weight = sim.weight;
             spec.max_concurrency = sim.max_concurrency;
             spec.capabilities = sim.capabilities;
-            let id = d.router.add_node(spec).map_err(refused)?;
+            let mut id = NodeId(0);
+            for g in &mut gateways {
+                // Every router gets the same nodes in the same order, so the same ids.
+                id = g.router.add_node(spec.clone()).map_err(refused)?;
+            }
             let slot = usize::from(id.0);
-            if d.by_id.len() <= slot {
-                d.by_id.resize(slot + 1, None);
+            if w.by_id.len() <= slot {
+                w.by_id.resize(slot + 1, None);
             }
-            d.by_id[slot] = Some(i);
-            if let Some(w) = sim.crash {
-                d.clock.schedule(w.from, Ev::Crash(i));
-                d.clock.schedule(w.until, Ev::Recover(i));
-            }
-            let node_seed = seed::derive(seed, seed::NODES + i as u64);
-            d.nodes.push(NodeState::new(sim, id, node_seed));
+            w.by_id[slot] = Some(i as u16);
+            let node_seed = seed::derive(setup.seed, seed::NODES + i as u64);
+            let reply_seed = seed::derive(setup.seed, seed::REPLIES + i as u64);
+            w.nodes.push(NodeState::new(sim, id, node_seed, reply_seed));
         }
-        Ok(d)
+        for (i, (at, node, change)) in timeline.into_iter().enumerate() {
+            w.changes.push((node, change));
+            w.clock.schedule(at, Ev::Change(i as u32));
+        }
+        Ok(Driver {
+            gateways,
+            live: Vec::new(),
+            free: Vec::new(),
+            w,
+        })
     }
 
-    /// The router (for its metrics, node table and trace).
+    /// Gateway 0's router, for its metrics, node table and trace.
     pub fn router(&self) -> &SimRouter {
-        &self.router
+        &self.gateways[0].router
+    }
+    /// Gateway `g`'s router, if there is such a gateway.
+    pub fn gateway_router(&self, g: usize) -> Option<&SimRouter> {
+        self.gateways.get(g).map(|g| &*g.router)
+    }
+    /// Gateway `g`'s router, to change modes or configuration between runs.
+    pub fn gateway_router_mut(&mut self, g: usize) -> Option<&mut SimRouter> {
+        self.gateways.get_mut(g).map(|g| &mut *g.router)
+    }
+    /// Number of gateways.
+    pub fn gateway_count(&self) -> usize {
+        self.gateways.len()
+    }
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.w.seed
     }
     /// The current virtual time.
     pub fn now(&self) -> Instant {
-        self.clock.now()
+        self.w.now()
     }
     /// Events processed so far.
     pub fn events(&self) -> u64 {
-        self.events
+        self.w.events
     }
-    /// The router's id of the simulated node called `name`.
+    /// The routers' id of the simulated node called `name`.
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
-        self.nodes
+        self.w
+            .nodes
             .iter()
             .find(|n| n.spec.name == name)
             .map(|n| n.id)
     }
+    /// The index (in the list given) of the node called `name`.
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.w.nodes.iter().position(|n| n.spec.name == name)
+    }
     /// Each call of the workload so far, with its outcome and when it came.
     pub fn outcomes(&self) -> impl Iterator<Item = (&Arrival, Option<(Instant, Outcome)>)> {
-        self.calls.iter().map(|c| (&c.arrival, c.outcome))
+        self.w
+            .arrivals
+            .arrivals()
+            .iter()
+            .zip(&self.w.calls)
+            .map(|(a, c)| (a, c.outcome.map(|o| (c.end, o))))
+    }
+    /// Attempts still queued, served, hung or awaiting a reply on some node
+    /// (0 after a clean run: the router cancels what it no longer needs).
+    pub fn open_attempts(&self) -> usize {
+        self.w.open_attempts()
+    }
+    /// Calls whose prompt block hashes were dropped because the run's block
+    /// arena was full (2^32 hashes); 0 in any run that fits in memory.
+    pub fn blocks_dropped(&self) -> u64 {
+        self.w.blocks_dropped
     }
 
     /// Schedules `workload`, runs until nothing is left to happen, and
     /// reports. Arrivals in the past (after an earlier run) are sent now.
-    pub fn run(&mut self, workload: &[Arrival]) -> Report {
+    ///
+    /// # Panics
+    ///
+    /// On a violated invariant (see [`check`](super::check)), with the seed
+    /// and the call in the message. [`try_run`](Driver::try_run) returns it
+    /// instead.
+    pub fn run<'a>(&mut self, workload: impl Into<Calls<'a>>) -> Report {
+        match self.try_run(workload) {
+            Ok(r) => r,
+            Err(v) => panic!("{v}"),
+        }
+    }
+
+    /// [`run`](Driver::run), returning a violated invariant as an error.
+    pub fn try_run<'a>(&mut self, workload: impl Into<Calls<'a>>) -> Result<Report, Violation> {
         self.load(workload);
-        self.run_until_idle();
-        self.report()
+        self.run_until_idle()?;
+        Ok(self.report())
     }
 
-    /// Schedules the arrivals (and client cancels) of `workload`.
-    pub fn load(&mut self, workload: &[Arrival]) {
-        for a in workload {
-            let i = self.calls.len();
-            self.calls.push(CallSlot {
-                arrival: *a,
-                call: None,
-                poll_at: None,
-                jobs: Vec::new(),
-                first_byte: None,
-                outcome: None,
-            });
-            self.clock.schedule(a.at, Ev::Arrive(i));
-            if let Some(after) = a.cancel_after {
-                self.clock.schedule(a.at + after, Ev::ClientCancel(i));
+    /// Adds the calls of `workload` (each arrives at its `at`, or now if
+    /// that has passed) and starts the nodes' heartbeats. Heartbeats run
+    /// while some call has not finished; they stop when the driver goes
+    /// idle, and the next `load` restarts them at once.
+    ///
+    /// A [`Workload`] keeps its calls' block hashes (prefix affinity and the
+    /// nodes' prefix caches see them); a plain slice of arrivals has none.
+    pub fn load<'a>(&mut self, workload: impl Into<Calls<'a>>) {
+        self.load_workload(Workload::from_calls(workload.into()));
+    }
+
+    /// [`load`](Driver::load), taking plain arrivals without copying them.
+    pub fn load_owned(&mut self, workload: Vec<Arrival>) {
+        self.load_workload(Workload::from(workload));
+    }
+
+    /// [`load`](Driver::load), taking a workload without copying it.
+    pub fn load_workload(&mut self, workload: Workload) {
+        let w = &mut self.w;
+        let first = w.calls.len();
+        let count = workload.len();
+        let now = w.now();
+        let horizon = workload
+            .arrivals()
+            .iter()
+            .map(|a| a.at)
+            .fold(now, Instant::max);
+        let in_order = w.pending.back().is_none_or(|&c| {
+            workload
+                .first()
+                .is_none_or(|a| w.arrivals[c as usize].at <= a.at)
+        }) && workload.windows(2).all(|p| p[0].at <= p[1].at);
+        if w.arrivals.is_empty() && w.arrivals.hash_count() == 0 {
+            w.arrivals = workload;
+        } else if w.arrivals.append(&workload).is_err() {
+            // More than 2^32 block hashes in one run: keep the calls, drop
+            // their blocks (prefix affinity and caches see none), and say so.
+            w.blocks_dropped += count as u64;
+            for a in workload.arrivals() {
+                w.arrivals.push(a.with_blocks(Blocks::NONE));
             }
         }
-        self.budget = self
+        w.calls.resize(first + count, super::record::CallRec::new());
+        w.pending.extend((first..w.calls.len()).map(|c| c as u32));
+        if !in_order {
+            let arrivals = &w.arrivals;
+            w.pending
+                .make_contiguous()
+                .sort_by_key(|&c| (arrivals[c as usize].at, c));
+        }
+        w.budget = w
             .budget
-            .saturating_add(BUDGET_PER_CALL.saturating_mul(workload.len() as u64));
-    }
-
-    /// Processes events until none is left or the event budget is spent.
-    pub fn run_until_idle(&mut self) {
-        while let Some((_, ev)) = self.clock.pop() {
-            if self.events >= self.budget {
-                self.stalled = true;
-                return;
+            .saturating_add(BUDGET_PER_CALL.saturating_mul(count as u64));
+        // Heartbeats run while calls do: at most one per interval per node
+        // until the last call's deadline, each delivered to every gateway.
+        let call_timeout = self
+            .gateways
+            .iter()
+            .map(|g| g.router.config().call_timeout)
+            .fold(Duration::ZERO, Duration::max);
+        let span = (horizon + call_timeout) - now;
+        let per_beat = 1 + self.gateways.len() as u64;
+        for (n, node) in w.nodes.iter().enumerate() {
+            let Some(every) = node.spec.heartbeat else {
+                continue;
+            };
+            let beats = span.as_nanos() / every.as_nanos().max(1) + 2;
+            w.budget = w.budget.saturating_add(beats.saturating_mul(per_beat));
+            if !w.beat_armed[n] {
+                w.beat_armed[n] = true;
+                w.clock.schedule(now, Ev::Beat(n as u16));
             }
-            self.events += 1;
-            self.step(ev);
-            self.wakeups();
-            self.arm_router_timer();
         }
     }
 
-    fn step(&mut self, ev: Ev) {
-        let now = self.clock.now();
+    /// Processes events until none is left. Fails on a violated invariant,
+    /// including a call left without an outcome.
+    pub fn run_until_idle(&mut self) -> Result<(), Violation> {
+        self.run_while(NEVER)?;
+        if let Some(c) = self.w.calls.iter().position(|c| c.outcome.is_none()) {
+            let kind = if self.w.stalled {
+                ViolationKind::Stalled {
+                    events: self.w.events,
+                }
+            } else {
+                ViolationKind::Lost
+            };
+            self.w.fail(c, kind, None);
+        }
+        self.w.violation.clone().map_or(Ok(()), Err)
+    }
+
+    /// Processes the events due by `t`, then moves the clock to `t`.
+    pub fn run_until(&mut self, t: Instant) -> Result<(), Violation> {
+        self.run_while(t)?;
+        self.w.clock.advance_to(t);
+        Ok(())
+    }
+
+    fn run_while(&mut self, limit: Instant) -> Result<(), Violation> {
+        loop {
+            if let Some(v) = &self.w.violation {
+                return Err(v.clone());
+            }
+            let w = &mut self.w;
+            let now = w.now();
+            let arrival = w
+                .pending
+                .front()
+                .map(|&c| w.arrivals[c as usize].at.max(now));
+            let (at, is_arrival) = match (w.clock.next_at(), arrival) {
+                (None, None) => return Ok(()),
+                (Some(e), Some(a)) if a < e => (a, true),
+                (Some(e), _) => (e, false),
+                (None, Some(a)) => (a, true),
+            };
+            if at > limit {
+                return Ok(());
+            }
+            if w.events >= w.budget {
+                w.stalled = true;
+                return Ok(());
+            }
+            w.events += 1;
+            let touched = if is_arrival {
+                w.clock.advance_to(at);
+                let next = w.pending.pop_front();
+                next.map(|c| self.arrive(c as usize))
+            } else {
+                let next = w.clock.pop();
+                next.and_then(|(_, ev)| self.step(ev))
+            };
+            if let Some(g) = touched {
+                self.wakeups(g);
+                self.arm_router_timer(g);
+            }
+            let w = &mut self.w;
+            if w.dead_timers > PURGE_AT && w.dead_timers * 2 > w.clock.pending() {
+                let calls = &w.calls;
+                w.clock.retain(|at, ev| match *ev {
+                    Ev::Poll(c) => calls[c as usize].poll_at == at,
+                    _ => true,
+                });
+                w.dead_timers = 0;
+            }
+        }
+    }
+
+    /// Call `c` arrives at its gateway. Returns the gateway.
+    fn arrive(&mut self, c: usize) -> usize {
+        let w = &mut self.w;
+        let now = w.now();
+        let g = w.gateway_for(c, self.gateways.len());
+        let router = &mut self.gateways[g].router;
+        let a = &w.arrivals[c];
+        let mut q = Query::new(a.op);
+        q.session = a.session;
+        q.prefix = prefix_key(
+            w.arrivals.blocks(a.prefix_blocks),
+            router.config().affinity.prefix_key_blocks,
+        );
+        if let Some(after) = a.cancel_after {
+            w.clock.schedule(now + after, Ev::ClientCancel(c as u32));
+        }
+        let call = router.start(Request::new(TraceId(c as u64), q), now);
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.live[s as usize] = Some(call);
+                s
+            }
+            None => {
+                self.live.push(Some(call));
+                (self.live.len() - 1) as u32
+            }
+        };
+        let rec = &mut w.calls[c];
+        rec.gateway = g as u16;
+        rec.start = now;
+        rec.live = slot;
+        self.drive(c);
+        g
+    }
+
+    /// Applies one event. Returns the gateway whose router it touched.
+    fn step(&mut self, ev: Ev) -> Option<usize> {
+        let w = &mut self.w;
+        let now = w.now();
         match ev {
-            Ev::Arrive(c) => {
-                let a = self.calls[c].arrival;
-                let req = Request::new(TraceId(c as u64), Query::new(a.op));
-                self.calls[c].call = Some(self.router.start(req, now));
-                self.drive(c);
-            }
             Ev::Poll(c) => {
-                if self.calls[c].poll_at == Some(now) {
-                    self.calls[c].poll_at = None;
-                    self.drive(c);
+                let rec = &mut w.calls[c as usize];
+                if rec.poll_at != now {
+                    w.dead_timers = w.dead_timers.saturating_sub(1);
+                    return None;
                 }
+                rec.poll_at = NEVER;
+                let g = usize::from(rec.gateway);
+                self.drive(c as usize);
+                Some(g)
             }
-            Ev::ClientCancel(c) => self.feed(c, Event::ClientCancelled),
-            Ev::RouterTimer => {
-                if self.timer_at == Some(now) {
-                    self.timer_at = None;
-                    self.router.handle_timeout(now);
+            Ev::ClientCancel(c) => self.feed(c as usize, Event::ClientCancelled),
+            Ev::Timer(g) => {
+                let gw = &mut self.gateways[usize::from(g)];
+                if gw.timer_at != Some(now) {
+                    return None;
                 }
+                gw.timer_at = None;
+                gw.router.handle_timeout(now);
+                Some(usize::from(g))
             }
-            Ev::Crash(n) => {
-                for job in self.nodes[n].crash() {
-                    let failure = if self.jobs[job].first_byte {
-                        Failure::BrokenStream
-                    } else {
-                        Failure::Connect
-                    };
-                    self.jobs[job].state = JobState::Replying;
-                    self.clock.schedule(now, Ev::Fail(job, failure));
+            Ev::Change(i) => {
+                let (n, change) = w.changes[i as usize];
+                match change {
+                    Change::Down(mode) => w.crash(n, mode),
+                    other => w.nodes[n].apply(other),
                 }
+                None
             }
-            Ev::Recover(n) => self.nodes[n].recover(),
+            Ev::Beat(n) => {
+                let i = usize::from(n);
+                w.beat_armed[i] = false;
+                if w.nodes[i].beats() {
+                    let beat = w.beats.len() as u32;
+                    w.beats.push((n, w.nodes[i].telemetry()));
+                    for (g, gw) in self.gateways.iter().enumerate() {
+                        w.clock
+                            .schedule(now + gw.delay, Ev::Deliver(beat, g as u16));
+                    }
+                }
+                if let (true, Some(every)) = (w.busy(), w.nodes[i].spec.heartbeat) {
+                    w.beat_armed[i] = true;
+                    w.clock.schedule(now + every, Ev::Beat(n));
+                }
+                None
+            }
+            Ev::Deliver(beat, g) => {
+                let (n, t) = w.beats[beat as usize];
+                let id = w.nodes[usize::from(n)].id;
+                // Every router has every node (added at build).
+                let _ = self.gateways[usize::from(g)]
+                    .router
+                    .handle_heartbeat(id, t, now);
+                Some(usize::from(g))
+            }
             Ev::FirstByte(job) => {
-                if self.jobs[job].state == JobState::Serving {
-                    self.jobs[job].first_byte = true;
-                    self.feed_job(job, Event::FirstByte(self.jobs[job].attempt));
+                let j = &mut w.jobs[job as usize];
+                if j.state != JobState::Serving {
+                    return None;
                 }
+                j.first_byte = true;
+                let (c, attempt) = (j.call as usize, j.attempt);
+                self.feed(c, Event::FirstByte(attempt))
             }
             Ev::Completed(job) => {
-                if self.jobs[job].state == JobState::Serving {
-                    self.retire(job);
-                    self.feed_job(job, Event::Completed(self.jobs[job].attempt));
-                }
+                let (c, attempt) = w.conclude(job, JobState::Serving, AttemptEnd::Completed)?;
+                w.calls[c].completed_job = job;
+                self.feed(c, Event::Completed(attempt))
             }
-            Ev::Fail(job, failure) => {
-                if self.jobs[job].state == JobState::Replying {
-                    self.jobs[job].state = JobState::Gone;
-                    self.feed_job(job, Event::Failed(self.jobs[job].attempt, failure));
-                }
+            Ev::Invalid(job) => {
+                let f = Failure::InvalidReply;
+                let end = AttemptEnd::Failed(f);
+                let (c, attempt) = w.conclude(job, JobState::Serving, end)?;
+                self.feed(c, Event::Failed(attempt, f))
+            }
+            Ev::Fail(job, f) => {
+                let end = AttemptEnd::Failed(f);
+                let (c, attempt) = w.conclude(job, JobState::Replying, end)?;
+                self.feed(c, Event::Failed(attempt, f))
             }
             Ev::Overloaded(job, retry_after) => {
-                if self.jobs[job].state == JobState::Replying {
-                    self.jobs[job].state = JobState::Gone;
-                    self.feed_job(job, Event::Overloaded(self.jobs[job].attempt, retry_after));
-                }
+                let retry_after =
+                    (retry_after != u64::MAX).then(|| Duration::from_nanos(retry_after));
+                let end = AttemptEnd::Overloaded;
+                let (c, attempt) = w.conclude(job, JobState::Replying, end)?;
+                self.feed(c, Event::Overloaded(attempt, retry_after))
             }
         }
-    }
-
-    /// Feeds an attempt's event to its call, then drives the call.
-    fn feed_job(&mut self, job: JobId, event: Event) {
-        self.feed(self.jobs[job].call, event);
     }
 
     /// Feeds `event` to call `c` (if it still runs), then drives it.
-    fn feed(&mut self, c: usize, event: Event) {
-        let now = self.clock.now();
-        let Some(call) = self.calls[c].call.as_mut() else {
-            return; // finished already: nothing listens
-        };
-        let handled = self.router.handle(call, event, now);
-        if handled == Handled::Applied
-            && matches!(event, Event::FirstByte(_))
-            && self.calls[c].first_byte.is_none()
-        {
-            self.calls[c].first_byte = Some(now);
+    /// Returns the call's gateway.
+    fn feed(&mut self, c: usize, event: Event) -> Option<usize> {
+        let now = self.w.now();
+        let rec = &mut self.w.calls[c];
+        let g = usize::from(rec.gateway);
+        let call = self.live.get_mut(rec.live as usize)?.as_mut()?;
+        let handled = self.gateways[g].router.handle(call, event, now);
+        if handled == Handled::Applied && matches!(event, Event::FirstByte(_)) {
+            rec.committed = true;
+            if rec.first_byte == NEVER {
+                rec.first_byte = now;
+            }
         }
         self.drive(c);
+        Some(g)
     }
 
     /// Polls call `c` until it waits or finishes, executing its actions.
     fn drive(&mut self, c: usize) {
-        let Some(mut call) = self.calls[c].call.take() else {
+        let Driver {
+            gateways,
+            live,
+            free,
+            w,
+        } = self;
+        let slot = w.calls[c].live;
+        let Some(call) = live.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
-        let now = self.clock.now();
+        let router = &mut gateways[usize::from(w.calls[c].gateway)].router;
+        let now = w.now();
         for _ in 0..MAX_ACTIONS_PER_DRIVE {
-            match self.router.poll(&mut call, now) {
-                Action::Send { attempt, node, .. } => self.send(c, attempt, node),
-                Action::Cancel { attempt, .. } => self.cancel(c, attempt),
+            match router.poll(call, now) {
+                Action::Send {
+                    attempt,
+                    node,
+                    hedge,
+                    ..
+                } => w.send(router, c, attempt, node, hedge),
+                Action::Cancel { attempt, .. } => w.cancel(c, attempt),
                 Action::Wait { until } => {
                     if let Some(t) = until {
-                        self.arm_poll(c, t);
+                        w.arm_poll(c, t);
                     }
-                    break;
+                    return;
                 }
                 Action::Finish(outcome) => {
-                    let slot = &mut self.calls[c];
-                    slot.outcome = Some((now, outcome));
-                    slot.poll_at = None;
-                    return; // the call is over: drop it
+                    w.finish(c, outcome);
+                    break;
                 }
-                Action::Done => return,
+                Action::Done => break,
             }
         }
-        self.calls[c].call = Some(call);
-    }
-
-    /// Keeps one poll timer per call: the earliest asked for. A time in the
-    /// past means now (the clock would fire it now; the timer must match).
-    fn arm_poll(&mut self, c: usize, at: Instant) {
-        let at = at.max(self.clock.now());
-        let slot = &mut self.calls[c];
-        if slot.poll_at.is_none_or(|p| at < p) {
-            slot.poll_at = Some(at);
-            self.clock.schedule(at, Ev::Poll(c));
+        // Finished (or, after too many actions, abandoned: reported lost).
+        if let Some(s) = w.release_slot(c) {
+            live[s as usize] = None;
+            free.push(s);
         }
     }
 
-    fn arm_router_timer(&mut self) {
-        if let Some(t) = self.router.poll_timeout() {
-            let t = t.max(self.clock.now());
-            if self.timer_at.is_none_or(|x| t < x) {
-                self.timer_at = Some(t);
-                self.clock.schedule(t, Ev::RouterTimer);
+    fn arm_router_timer(&mut self, g: usize) {
+        let now = self.w.now();
+        let gw = &mut self.gateways[g];
+        if let Some(t) = gw.router.poll_timeout() {
+            let t = t.max(now);
+            if gw.timer_at.is_none_or(|x| t < x) {
+                gw.timer_at = Some(t);
+                self.w.clock.schedule(t, Ev::Timer(g as u16));
             }
         }
     }
 
-    /// Drives the calls the router granted capacity to.
-    fn wakeups(&mut self) {
+    /// Drives the calls gateway `g`'s router granted capacity to.
+    fn wakeups(&mut self, g: usize) {
         for _ in 0..WAKEUPS_PER_EVENT {
-            let Some(TraceId(t)) = self.router.poll_wakeup() else {
+            let Some(TraceId(t)) = self.gateways[g].router.poll_wakeup() else {
                 return;
             };
             if let Ok(c) = usize::try_from(t) {
-                if c < self.calls.len() {
+                if c < self.w.calls.len() {
                     self.drive(c);
                 }
             }
-        }
-    }
-
-    /// Executes a `Send`: the attempt arrives at its node.
-    fn send(&mut self, c: usize, attempt: AttemptId, node: NodeId) {
-        let job = self.jobs.len();
-        let n = self.by_id.get(usize::from(node.0)).copied().flatten();
-        self.jobs.push(Job {
-            call: c,
-            attempt,
-            node: n.unwrap_or(usize::MAX),
-            state: JobState::Queued,
-            first_byte: false,
-        });
-        self.calls[c].jobs.push((attempt, job));
-        let Some(n) = n else {
-            // Not a node of ours (cannot happen: every router node was added here).
-            self.reply(job, Duration::ZERO, Ev::Fail(job, Failure::Connect));
-            return;
-        };
-        let latency = self.nodes[n].spec.reply_latency;
-        match self.nodes[n].arrive(job, self.clock.now()) {
-            node::Arrival::Refused => self.reply(job, latency, Ev::Fail(job, Failure::Connect)),
-            node::Arrival::Fails => {
-                self.reply(job, latency, Ev::Fail(job, Failure::Upstream5xx(500)))
-            }
-            node::Arrival::Overloaded(ra) => self.reply(job, latency, Ev::Overloaded(job, ra)),
-            node::Arrival::Started => self.serve(job),
-            node::Arrival::Queued => {}
-        }
-    }
-
-    fn reply(&mut self, job: JobId, after: Duration, ev: Ev) {
-        self.jobs[job].state = JobState::Replying;
-        self.clock.schedule_in(after, ev);
-    }
-
-    /// A job got a slot: schedule its first byte and completion.
-    fn serve(&mut self, job: JobId) {
-        let j = &mut self.jobs[job];
-        j.state = JobState::Serving;
-        let a = self.calls[j.call].arrival;
-        let s = self.nodes[j.node].service(a.op, a.prompt_tokens, a.output_tokens);
-        if a.op == Op::Stream {
-            self.clock.schedule_in(s.first_byte, Ev::FirstByte(job));
-        }
-        self.clock.schedule_in(s.total, Ev::Completed(job));
-    }
-
-    /// Removes a job from its node; the next queued job takes the slot.
-    fn retire(&mut self, job: JobId) {
-        let j = &mut self.jobs[job];
-        let was_held = matches!(j.state, JobState::Queued | JobState::Serving);
-        j.state = JobState::Gone;
-        if was_held {
-            if let Some(next) = self.nodes[j.node].release(job) {
-                self.serve(next);
-            }
-        }
-    }
-
-    /// Executes a `Cancel`: the attempt is dropped wherever it is.
-    fn cancel(&mut self, c: usize, attempt: AttemptId) {
-        let found = self.calls[c].jobs.iter().find(|(a, _)| *a == attempt);
-        if let Some(&(_, job)) = found {
-            self.retire(job);
-        }
-    }
-
-    /// Attempts still queued, served or awaiting a reply on some node
-    /// (0 after a clean run: the router cancels what it no longer needs).
-    pub fn open_attempts(&self) -> usize {
-        self.jobs
-            .iter()
-            .filter(|j| j.state != JobState::Gone)
-            .count()
-    }
-
-    /// The report of everything run so far.
-    pub fn report(&self) -> Report {
-        let mut failed = BTreeMap::new();
-        let mut rejected = BTreeMap::new();
-        let (mut succeeded, mut cancelled, mut lost) = (0, 0, 0);
-        let mut ok = vec![0u64; self.nodes.len()];
-        let mut ttft = Vec::new();
-        let mut latency = Vec::new();
-        let mut last_outcome = Instant::ZERO;
-        for slot in &self.calls {
-            let Some((at, outcome)) = slot.outcome else {
-                lost += 1;
-                continue;
-            };
-            last_outcome = last_outcome.max(at);
-            match outcome {
-                Outcome::Succeeded { node, .. } => {
-                    succeeded += 1;
-                    if let Some(i) = self.by_id.get(usize::from(node.0)).copied().flatten() {
-                        ok[i] += 1;
-                    }
-                    let sent = slot.arrival.at;
-                    latency.push(at - sent);
-                    ttft.push(slot.first_byte.unwrap_or(at) - sent);
-                }
-                Outcome::Failed { failure, .. } => *failed.entry(failure.label()).or_insert(0) += 1,
-                Outcome::Rejected(r) => *rejected.entry(r.label()).or_insert(0) += 1,
-                Outcome::Cancelled { .. } => cancelled += 1,
-            }
-        }
-        ttft.sort_unstable();
-        latency.sort_unstable();
-        let metrics = self.router.metrics();
-        let nodes = self
-            .nodes
-            .iter()
-            .zip(&ok)
-            .map(|(n, &ok)| NodeReport {
-                name: n.spec.name.clone(),
-                ok,
-                share: if succeeded == 0 {
-                    0.0
-                } else {
-                    ok as f64 / succeeded as f64
-                },
-                attempts: n.counters.attempts,
-                errors: n.counters.errors,
-                refused: n.counters.refused,
-                dropped: n.counters.dropped,
-                overloads: n.counters.overloads,
-                breaker_opens: metrics.node(n.id).map_or(0, |m| m.breaker_opens),
-            })
-            .collect();
-        Report {
-            calls: self.calls.len() as u64,
-            succeeded,
-            failed,
-            rejected,
-            cancelled,
-            lost,
-            ttft_p50: percentile(&ttft, 0.5),
-            ttft_p99: percentile(&ttft, 0.99),
-            latency_p50: percentile(&latency, 0.5),
-            latency_p99: percentile(&latency, 0.99),
-            failovers: metrics.failovers,
-            hedges: metrics.hedges,
-            nodes,
-            last_outcome,
-            stalled: self.stalled,
         }
     }
 }

@@ -3,17 +3,28 @@
 //!
 //! - [`Clock`]: virtual time and an event queue ordered by (time, sequence).
 //! - [`SimNode`]: a simulated server: slots and a FIFO queue, a prefill and
-//!   decode model with seeded jitter, a 5xx rate, 429 overload and a crash
-//!   window.
+//!   decode model with seeded jitter, a prefix cache ([`PrefixCache`], an
+//!   exact LRU of prompt block hashes), heartbeats, a 5xx rate, 429 overload
+//!   and a crash window.
+//! - [`Fault`]: crash or hang, stale heartbeat, slow-down, overload,
+//!   corrupted replies and flapping, at given times or drawn from rates
+//!   ([`draw_faults`]).
 //! - [`WorkloadSpec`] / [`Arrival`]: the calls to run (seeded Poisson
-//!   traffic, or any list); [`Workload`]: calls with their prompts' block
-//!   hashes.
+//!   traffic, or any list; a call may carry a session key);
+//!   [`Workload`]: calls with their prompts' block hashes in one arena.
 //! - [`BurstySpec`], [`SessionSpec`] ([`generators`]): bursty (MMPP)
 //!   traffic and multi-turn sessions with shared prompt prefixes.
 //! - [`read_trace`] ([`trace`]): real traces (Azure CSV, Mooncake JSON
 //!   lines) as a [`Workload`].
-//! - [`Driver`]: the sans-IO loop that runs them through a
-//!   [`SimRouter`] and produces a [`Report`].
+//! - [`SimSetup`] / [`Driver`]: one or several independent gateways, each
+//!   with its own [`SimRouter`], sharing the swarm and hearing its
+//!   heartbeats after a per-gateway delay; the sans-IO loop that runs the
+//!   calls through them and produces a [`Report`] (outcomes by reason,
+//!   percentiles, prefix hit rate, per-node and per-gateway shares, and a
+//!   [`TimeSeries`] of load and failures) plus per-call and per-attempt
+//!   records ([`CallRecord`], [`AttemptRecord`]).
+//! - [`check`]: the invariants checked on every run. A violation fails the
+//!   run loudly, naming the seed and the call.
 //!
 //! # Time and randomness
 //!
@@ -44,26 +55,69 @@
 //! println!("{report}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Two gateways, heartbeats a second apart that reach the second gateway
+//! 2 s late, and a node that stops heartbeating for a minute while it keeps
+//! serving:
+//!
+//! ```
+//! use drover_core::config::RouterConfig;
+//! use drover_core::{Duration, Instant};
+//! use drover_transports::sim::{Assign, Fault, FaultKind, SimNode, SimSetup, WorkloadSpec};
+//!
+//! let beat = Duration::from_secs(1);
+//! let nodes = ["a", "b", "c"].map(|n| SimNode::new(n, 4).heartbeat(beat)).to_vec();
+//! let quiet = Fault::new(2, FaultKind::StaleHeartbeat, Instant::from_secs(30))
+//!     .until(Instant::from_secs(90));
+//! let mut driver = SimSetup::new(RouterConfig::default(), nodes, 7)
+//!     .gateways(2, Assign::RoundRobin)
+//!     .heartbeat_delay(&[Duration::ZERO, Duration::from_secs(2)])
+//!     .fault(quiet)
+//!     .build()?;
+//! let workload = WorkloadSpec::default().calls(300).rate(2.0).generate(7)?;
+//! let report = driver.try_run(&workload)?;
+//! assert_eq!(report.gateways.len(), 2);
+//! // Per-node attempts per second, for plots.
+//! let csv = report.series.csv();
+//! assert!(csv.starts_with("t_s,started:a,started:b,started:c"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+pub mod check;
 mod civil;
 mod clock;
 mod driver;
+mod faults;
 pub mod generators;
 mod node;
+mod prefix;
+mod record;
 mod report;
 pub mod seed;
+mod series;
+mod setup;
+mod state;
 pub mod trace;
 mod workload;
+mod world;
 
+pub use check::{Violation, ViolationKind};
 pub use clock::Clock;
-pub use driver::{Driver, MAX_NODES, SimError, SimRouter};
+pub use driver::{Driver, MAX_NODES, SimRouter};
+pub use faults::{BadFault, CrashMode, Fault, FaultKind, FaultRate, MAX_FLAP_CYCLES, draw_faults};
 pub use generators::{BurstySpec, SessionSpec};
-pub use node::{BadNode, CrashWindow, OverloadModel, SimNode};
-pub use report::{NodeReport, Report, percentile, show};
+pub use node::{BadNode, CrashWindow, OverloadModel, PrefixCacheModel, SimNode};
+pub use prefix::PrefixCache;
+pub use record::{AttemptEnd, AttemptRecord, CallRecord};
+pub use report::{GatewayReport, NodeReport, Report, percentile, show};
+pub use series::{MAX_BUCKETS, TimeSeries};
+pub use setup::{Assign, MAX_GATEWAYS, SimError, SimSetup};
 pub use trace::{
     TraceError, TraceFormat, TraceOptions, UnknownFormat, read_azure, read_mooncake, read_trace,
 };
-pub use workload::{ArenaFull, Arrival, BadWorkload, Blocks, OpMix, Workload, WorkloadSpec};
+pub use workload::{ArenaFull, Arrival, BadWorkload, Blocks, Calls, OpMix, Workload, WorkloadSpec};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_faults;

@@ -10,6 +10,8 @@ use std::fmt::{self, Write};
 
 use drover_core::{Duration, Instant};
 
+use super::series::TimeSeries;
+
 /// One simulated node's part in a run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeReport {
@@ -19,18 +21,38 @@ pub struct NodeReport {
     pub ok: u64,
     /// `ok` as a fraction of all successful calls (0 when none succeeded).
     pub share: f64,
-    /// Attempts the router sent it.
+    /// Attempts the routers sent it.
     pub attempts: u64,
     /// Attempts it answered with a 5xx.
     pub errors: u64,
     /// Attempts refused while it was down.
     pub refused: u64,
+    /// Attempts it accepted while hung (and never answered).
+    pub hung: u64,
     /// Requests it held when it crashed.
     pub dropped: u64,
     /// Attempts it answered with 429.
     pub overloads: u64,
-    /// Times the router opened its circuit breaker.
+    /// Replies it corrupted (each failed validation).
+    pub invalid: u64,
+    /// Times the routers (all gateways) opened its circuit breaker.
     pub breaker_opens: u64,
+    /// Fraction of prompt blocks looked up in its prefix cache that hit
+    /// (`None` without a cache or lookups).
+    pub prefix_hit_rate: Option<f64>,
+}
+
+/// One gateway's part in a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewayReport {
+    /// Calls it ran to an outcome.
+    pub calls: u64,
+    /// Of those, calls that succeeded.
+    pub succeeded: u64,
+    /// Attempts its router sent after a failed one.
+    pub failovers: u64,
+    /// Hedges its router sent.
+    pub hedges: u64,
 }
 
 /// The result of a run. Equal seeds and inputs give equal reports, down to
@@ -47,29 +69,50 @@ pub struct Report {
     pub rejected: BTreeMap<&'static str, u64>,
     /// Calls the client cancelled.
     pub cancelled: u64,
-    /// Calls that never got an outcome. Always 0 unless the driver or the
-    /// core has a bug; the driver counts rather than trusts.
+    /// Calls that never got an outcome. Always 0 after a run that returned
+    /// (a lost call is a [`Violation`](super::Violation)); non-zero only in
+    /// a report taken mid-run.
     pub lost: u64,
     /// Median time to first byte of successful calls (for chat and embed,
     /// the whole answer), from the client's send.
     pub ttft_p50: Option<Duration>,
+    /// 90th percentile of the same.
+    pub ttft_p90: Option<Duration>,
     /// 99th percentile of the same.
     pub ttft_p99: Option<Duration>,
+    /// 99.9th percentile of the same.
+    pub ttft_p999: Option<Duration>,
     /// Median time from the client's send to the end of the answer, over
     /// successful calls.
     pub latency_p50: Option<Duration>,
+    /// 90th percentile of the same.
+    pub latency_p90: Option<Duration>,
     /// 99th percentile of the same.
     pub latency_p99: Option<Duration>,
-    /// Attempts sent after a failed one.
+    /// 99.9th percentile of the same.
+    pub latency_p999: Option<Duration>,
+    /// Median time from the client's send to its first attempt (waiting in
+    /// the gateway's admission queue), over calls that sent one.
+    pub queue_wait_p50: Option<Duration>,
+    /// 99th percentile of the same.
+    pub queue_wait_p99: Option<Duration>,
+    /// Fraction of prompt blocks looked up in the nodes' prefix caches that
+    /// hit (`None` when nothing was looked up).
+    pub prefix_hit_rate: Option<f64>,
+    /// Attempts sent after a failed one (all gateways).
     pub failovers: u64,
-    /// Hedge attempts sent.
+    /// Hedge attempts sent (all gateways).
     pub hedges: u64,
     /// Per node, in the order they were given.
     pub nodes: Vec<NodeReport>,
+    /// Per gateway.
+    pub gateways: Vec<GatewayReport>,
+    /// Load and failures over time.
+    pub series: TimeSeries,
     /// Virtual time of the last outcome.
     pub last_outcome: Instant,
     /// True when the run stopped at its event budget rather than running
-    /// dry (a bug: every unfinished call is also counted as lost).
+    /// dry (a bug, also reported as a violation).
     pub stalled: bool,
 }
 
@@ -133,11 +176,37 @@ impl fmt::Display for Report {
             self.cancelled,
             self.lost,
         )?;
-        let (t50, t99) = (show(self.ttft_p50), show(self.ttft_p99));
-        let (l50, l99) = (show(self.latency_p50), show(self.latency_p99));
-        let w = t50.len().max(l50.len());
-        writeln!(f, "ttft     p50 {t50:>w$}  p99 {t99}")?;
-        writeln!(f, "latency  p50 {l50:>w$}  p99 {l99}")?;
+        let t = [self.ttft_p50, self.ttft_p90, self.ttft_p99, self.ttft_p999].map(show);
+        let l = [
+            self.latency_p50,
+            self.latency_p90,
+            self.latency_p99,
+            self.latency_p999,
+        ]
+        .map(show);
+        let w: [usize; 4] = std::array::from_fn(|i| t[i].len().max(l[i].len()));
+        for (label, v) in [("ttft    ", &t), ("latency ", &l)] {
+            writeln!(
+                f,
+                "{label} p50 {:>w0$}  p90 {:>w1$}  p99 {:>w2$}  p999 {}",
+                v[0],
+                v[1],
+                v[2],
+                v[3],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2],
+            )?;
+        }
+        writeln!(
+            f,
+            "queue wait p50 {}  p99 {}",
+            show(self.queue_wait_p50),
+            show(self.queue_wait_p99)
+        )?;
+        if let Some(r) = self.prefix_hit_rate {
+            writeln!(f, "prefix cache hit rate {:.1}% of blocks", r * 100.0)?;
+        }
         writeln!(
             f,
             "extra attempts {} (failovers {}, hedges {})",
@@ -147,29 +216,53 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "failed   {}", reasons(&self.failed))?;
         writeln!(f, "rejected {}", reasons(&self.rejected))?;
+        if self.gateways.len() > 1 {
+            let calls: Vec<String> = self.gateways.iter().map(|g| g.calls.to_string()).collect();
+            writeln!(
+                f,
+                "gateways {}: calls {}",
+                self.gateways.len(),
+                calls.join(" / ")
+            )?;
+        }
         if self.stalled {
             writeln!(f, "STALLED: the run hit its event budget")?;
         }
         let name_w = self.nodes.iter().map(|n| n.name.len()).fold(4, usize::max);
         writeln!(
             f,
-            "{:<name_w$}  {:>6}  {:>6}  {:>8}  {:>5}  {:>7}  {:>7}  {:>5}  {:>13}",
-            "node", "ok", "share", "attempts", "5xx", "refused", "dropped", "429", "breaker opens"
+            "{:<name_w$}  {:>6}  {:>6}  {:>8}  {:>5}  {:>7}  {:>7}  {:>5}  {:>7}  {:>13}  {:>6}",
+            "node",
+            "ok",
+            "share",
+            "attempts",
+            "5xx",
+            "refused",
+            "dropped",
+            "429",
+            "invalid",
+            "breaker opens",
+            "prefix"
         )?;
         for n in &self.nodes {
             let share = format!("{:.1}%", n.share * 100.0);
+            let prefix = n
+                .prefix_hit_rate
+                .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0));
             writeln!(
                 f,
-                "{:<name_w$}  {:>6}  {:>6}  {:>8}  {:>5}  {:>7}  {:>7}  {:>5}  {:>13}",
+                "{:<name_w$}  {:>6}  {:>6}  {:>8}  {:>5}  {:>7}  {:>7}  {:>5}  {:>7}  {:>13}  {:>6}",
                 n.name,
                 n.ok,
                 share,
                 n.attempts,
                 n.errors,
-                n.refused,
+                n.refused + n.hung,
                 n.dropped,
                 n.overloads,
-                n.breaker_opens
+                n.invalid,
+                n.breaker_opens,
+                prefix
             )?;
         }
         Ok(())
@@ -199,64 +292,111 @@ mod tests {
         assert_eq!(percentile(&four, 0.99), Some(Duration::from_millis(40)));
     }
 
+    fn node(name: &str, ok: u64, attempts: u64) -> NodeReport {
+        NodeReport {
+            name: name.into(),
+            ok,
+            share: 0.0,
+            attempts,
+            errors: 0,
+            refused: 0,
+            hung: 0,
+            dropped: 0,
+            overloads: 0,
+            invalid: 0,
+            breaker_opens: 0,
+            prefix_hit_rate: None,
+        }
+    }
+
     #[test]
     fn display_is_a_table_with_every_node_and_reason() {
-        let r = Report {
+        let d = |x| Some(Duration::from_millis(x));
+        let mut r = Report {
             calls: 10,
             succeeded: 7,
             failed: BTreeMap::from([("connect", 1)]),
             rejected: BTreeMap::from([("queue_full", 1), ("all_nodes_saturated", 1)]),
             cancelled: 0,
             lost: 0,
-            ttft_p50: Some(Duration::from_millis(120)),
-            ttft_p99: Some(Duration::from_millis(900)),
+            ttft_p50: d(120),
+            ttft_p90: d(400),
+            ttft_p99: d(900),
+            ttft_p999: d(1_500),
             latency_p50: None,
+            latency_p90: None,
             latency_p99: None,
+            latency_p999: None,
+            queue_wait_p50: d(0),
+            queue_wait_p99: d(30),
+            prefix_hit_rate: None,
             failovers: 2,
             hedges: 1,
             nodes: vec![
                 NodeReport {
-                    name: "gpu-1".into(),
-                    ok: 7,
                     share: 1.0,
-                    attempts: 9,
-                    errors: 0,
-                    refused: 0,
-                    dropped: 0,
                     overloads: 2,
-                    breaker_opens: 0,
+                    prefix_hit_rate: Some(0.25),
+                    ..node("gpu-1", 7, 9)
                 },
                 NodeReport {
-                    name: "a-long-node-name".into(),
-                    ok: 0,
-                    share: 0.0,
-                    attempts: 3,
                     errors: 3,
-                    refused: 0,
-                    dropped: 0,
-                    overloads: 0,
                     breaker_opens: 1,
+                    refused: 1,
+                    hung: 2,
+                    ..node("a-long-node-name", 0, 3)
                 },
             ],
+            gateways: vec![GatewayReport::default()],
+            series: TimeSeries::new(Duration::from_secs(1), Vec::new()),
             last_outcome: Instant::from_secs(3),
             stalled: false,
         };
         let s = r.to_string();
         assert!(s.starts_with("calls 10  ok 7  failed 1  rejected 2  cancelled 0  lost 0\n"));
-        assert!(s.contains("ttft     p50 120.0ms  p99 900.0ms"), "{s}");
-        assert!(s.contains("latency  p50       -  p99 -"), "{s}");
+        assert!(
+            s.contains("ttft     p50 120.0ms  p90 400.0ms  p99 900.0ms  p999 1.5s"),
+            "{s}"
+        );
+        assert!(
+            s.contains("latency  p50       -  p90       -  p99       -  p999 -"),
+            "{s}"
+        );
+        assert!(s.contains("queue wait p50 0ns  p99 30.0ms"), "{s}");
+        assert!(!s.contains("prefix cache"), "{s}");
         assert!(s.contains("extra attempts 3 (failovers 2, hedges 1)"));
         assert!(s.contains("rejected all_nodes_saturated 1, queue_full 1"));
-        assert!(!s.contains("STALLED"));
+        assert!(!s.contains("STALLED") && !s.contains("gateways"));
         let rows: Vec<&str> = s.lines().skip_while(|l| !l.starts_with("node")).collect();
         assert_eq!(rows.len(), 3);
         assert!(rows[1].starts_with("gpu-1             "));
-        assert!(rows[1].contains("100.0%"));
+        assert!(
+            rows[1].contains("100.0%") && rows[1].ends_with("25.0%"),
+            "{s}"
+        );
         assert!(rows[2].starts_with("a-long-node-name  "));
+        assert!(rows[2].ends_with("-"), "{s}");
         // Columns line up: every row is as long as the header.
         assert!(rows.iter().all(|r| r.len() == rows[0].len()), "{s}");
         assert_eq!(r.failed_total(), 1);
         assert_eq!(r.node("gpu-1").map(|n| n.attempts), Some(9));
         assert!(r.node("nope").is_none());
+
+        r.prefix_hit_rate = Some(0.5);
+        r.stalled = true;
+        r.gateways = vec![
+            GatewayReport {
+                calls: 6,
+                ..GatewayReport::default()
+            },
+            GatewayReport {
+                calls: 4,
+                ..GatewayReport::default()
+            },
+        ];
+        let s = r.to_string();
+        assert!(s.contains("prefix cache hit rate 50.0% of blocks"), "{s}");
+        assert!(s.contains("gateways 2: calls 6 / 4"), "{s}");
+        assert!(s.contains("STALLED"), "{s}");
     }
 }

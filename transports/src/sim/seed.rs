@@ -15,8 +15,19 @@ pub const BURSTY: u64 = 2;
 pub const SESSIONS: u64 = 3;
 /// Stream of a replayed trace's operation mix.
 pub const TRACE: u64 = 4;
+/// Stream of the gateway assignment hash ([`Assign::Hash`](super::Assign::Hash)).
+pub const ASSIGN: u64 = 5;
+/// Streams of the routers of gateways after the first: gateway `g >= 1`
+/// uses `GATEWAYS + g` (gateway 0 uses [`ROUTER`], so a one-gateway run
+/// draws exactly as before gateways existed).
+pub const GATEWAYS: u64 = 100;
 /// Stream of the first simulated node; node `i` uses `NODES + i`.
 pub const NODES: u64 = 1_000;
+/// Streams of drawn faults ([`draw_faults`](super::draw_faults)): node `n`,
+/// rate `r` uses `FAULTS + 64 × n + r`.
+pub const FAULTS: u64 = 1 << 32;
+/// Streams of reply corruption draws: node `i` uses `REPLIES + i`.
+pub const REPLIES: u64 = 1 << 40;
 
 /// The seed of `stream` within the simulation seeded by `seed`: two rounds
 /// of SplitMix64's finaliser (Steele, Lea and Flood, "Fast Splittable
@@ -48,6 +59,10 @@ mod tests {
             derive(42, TRACE),
             derive(42, NODES),
             derive(42, NODES + 1),
+            derive(42, ASSIGN),
+            derive(42, GATEWAYS + 1),
+            derive(42, FAULTS),
+            derive(42, REPLIES),
             derive(43, ROUTER),
             derive(0, ROUTER),
         ];

@@ -162,21 +162,7 @@ impl Workload {
     /// empty). Sessions keep their keys: generated session keys restart at 0
     /// in every workload. Call [`Workload::sort_by_time`] to interleave.
     pub fn append(&mut self, other: &Workload) -> Result<(), ArenaFull> {
-        let base = self.add_blocks(&other.hashes)?;
-        self.arrivals.extend(other.arrivals.iter().map(|a| {
-            let b = a.prefix_blocks;
-            // In range, so `base.start + b.start` fits (add_blocks checked it).
-            let moved = if !b.is_empty() && b.start as usize + b.len() <= other.hashes.len() {
-                Blocks {
-                    start: base.start + b.start,
-                    len: b.len,
-                }
-            } else {
-                Blocks::NONE
-            };
-            a.with_blocks(moved)
-        }));
-        Ok(())
+        self.extend_from(Calls::from(other))
     }
     /// The hashes of `blocks` (empty if `blocks` is not from this workload).
     pub fn blocks(&self, blocks: Blocks) -> &[u64] {
@@ -211,6 +197,89 @@ impl Workload {
     /// The calls and the arena.
     pub fn into_parts(self) -> (Vec<Arrival>, Vec<u64>) {
         (self.arrivals, self.hashes)
+    }
+}
+
+/// A borrowed view of calls and the arena their [`Blocks`] point into:
+/// what [`Driver::run`](super::Driver::run) and
+/// [`Driver::load`](super::Driver::load) take, so they accept a
+/// [`Workload`] (block hashes kept) as well as a plain slice of arrivals
+/// (which must then carry no blocks).
+#[derive(Clone, Copy, Debug)]
+pub struct Calls<'a> {
+    arrivals: &'a [Arrival],
+    hashes: &'a [u64],
+}
+
+impl<'a> Calls<'a> {
+    /// The arrivals.
+    pub fn arrivals(&self) -> &'a [Arrival] {
+        self.arrivals
+    }
+}
+
+impl<'a> From<&'a [Arrival]> for Calls<'a> {
+    fn from(arrivals: &'a [Arrival]) -> Self {
+        Calls {
+            arrivals,
+            hashes: &[],
+        }
+    }
+}
+
+impl<'a> From<&'a Vec<Arrival>> for Calls<'a> {
+    fn from(arrivals: &'a Vec<Arrival>) -> Self {
+        Calls {
+            arrivals,
+            hashes: &[],
+        }
+    }
+}
+
+impl<'a, const N: usize> From<&'a [Arrival; N]> for Calls<'a> {
+    fn from(arrivals: &'a [Arrival; N]) -> Self {
+        Calls {
+            arrivals,
+            hashes: &[],
+        }
+    }
+}
+
+impl<'a> From<&'a Workload> for Calls<'a> {
+    fn from(w: &'a Workload) -> Self {
+        Calls {
+            arrivals: &w.arrivals,
+            hashes: &w.hashes,
+        }
+    }
+}
+
+impl Workload {
+    /// An owned copy of borrowed calls (their block ranges stay valid).
+    pub fn from_calls(calls: Calls<'_>) -> Self {
+        Workload {
+            arrivals: calls.arrivals.to_vec(),
+            hashes: calls.hashes.to_vec(),
+        }
+    }
+
+    /// Appends borrowed calls, moving their block ranges to this arena.
+    pub fn extend_from(&mut self, calls: Calls<'_>) -> Result<(), ArenaFull> {
+        let base = self.add_blocks(calls.hashes)?;
+        self.arrivals.extend(calls.arrivals.iter().map(|a| {
+            let b = a.prefix_blocks;
+            // In range, so `base.start + b.start` fits (add_blocks checked it).
+            let moved = if !b.is_empty() && b.start as usize + b.len() <= calls.hashes.len() {
+                Blocks {
+                    start: base.start + b.start,
+                    len: b.len,
+                }
+            } else {
+                Blocks::NONE
+            };
+            a.with_blocks(moved)
+        }));
+        Ok(())
     }
 }
 
