@@ -19,9 +19,11 @@
 //!    Balancing") on the load score.
 //!
 //! The load score of a node for an operation is
-//! `estimate × (in_flight + reported_queue + 1) / weight`, where `estimate`
-//! is the node's peak-EWMA TTFT (streams) or latency (chat, embed) and
-//! `reported_queue` comes from a fresh heartbeat. This is the Finagle/Linkerd
+//! `estimate × (max(in_flight, reported_busy) + 1) / weight`, where
+//! `estimate` is the node's peak-EWMA TTFT (streams) or latency (chat,
+//! embed) and `reported_busy` (slots in use plus queue, from a fresh
+//! heartbeat) covers work other gateways sent; taking the larger rather than
+//! the sum avoids counting this router's own requests twice. This is the Finagle/Linkerd
 //! cost with tower's `+1`, divided by weight so a node declared twice as
 //! strong takes about twice the load. A node with no sample for the operation
 //! uses the swarm's running baseline for it, so new nodes are neither shunned
@@ -157,6 +159,8 @@ pub struct Score {
     pub in_flight: u32,
     /// Queue length from a fresh heartbeat (0 otherwise).
     pub reported_queue: u16,
+    /// Slots in use plus queue from a fresh heartbeat (0 otherwise).
+    pub reported_busy: u32,
     /// Configured weight.
     pub weight: u16,
     /// Whether the node has every wanted tag.
@@ -300,17 +304,25 @@ impl<const N: usize> Ctx<'_, N> {
         } else {
             self.cfg.ewma.default_estimate.as_nanos() as f64
         };
-        let reported_queue = match n.health.freshness(self.now, &self.cfg.health) {
-            Freshness::Fresh => n.health.report().map_or(0, |r| r.queued),
-            _ => 0,
+        // A fresh heartbeat says how busy the node is with everyone's work
+        // (ours included): slots in use plus its queue.
+        let (reported_queue, reported_busy) = match n.health.freshness(self.now, &self.cfg.health) {
+            Freshness::Fresh => n.health.report().map_or((0, 0), |r| {
+                (
+                    r.queued,
+                    u32::from(r.max_slots.saturating_sub(r.free_slots)) + u32::from(r.queued),
+                )
+            }),
+            _ => (0, 0),
         };
         let tags_match = n.spec.tags.contains_all(q.tags);
         let weight = n.spec.weight.max(1);
         // +1 so an idle node's cost still reflects its latency; the floor of
         // 1 ns keeps a zero estimate from erasing the in-flight term.
-        let mut load = estimate_ns.max(1.0)
-            * f64::from(n.in_flight + u32::from(reported_queue) + 1)
-            / f64::from(weight);
+        // The larger of what we sent and what the node reports: our own
+        // requests are in both, so adding them would count them twice.
+        let outstanding = n.in_flight.max(reported_busy);
+        let mut load = estimate_ns.max(1.0) * f64::from(outstanding + 1) / f64::from(weight);
         if self.cfg.tag_mode == TagMode::Prefer && !tags_match {
             load *= self.cfg.tag_penalty;
         }
@@ -319,6 +331,7 @@ impl<const N: usize> Ctx<'_, N> {
             sampled,
             in_flight: n.in_flight,
             reported_queue,
+            reported_busy,
             weight,
             tags_match,
             draining,
