@@ -11,6 +11,8 @@
 //! - `routed_call/tower/N`: `poll_ready` + `call` + one poll of the response
 //!   future (ready at once) on `Balance<ServiceList<Vec<PeakEwma<Echo>>>>`,
 //!   where `Echo` is an always-ready service that answers immediately.
+//! - `route/drover/N`: `Router::decide` alone: the routing decision
+//!   (filters, P2C on the load score, the failover list), nothing started.
 //! - `decision/drover/N`: `start` + the first `poll`, which admits the call,
 //!   routes it (filters, P2C on the load score, failover plan) and returns
 //!   `Send`. The calls are completed afterwards, outside the timed section,
@@ -115,6 +117,21 @@ fn drover_decision<const N: usize>(g: &mut BenchmarkGroup<'_, WallTime>) {
                 }
             }
             timed
+        })
+    });
+}
+
+/// The routing decision alone (`Router::decide`): filters, P2C on the load
+/// score, the failover list. No call is admitted or started, so the router's
+/// state stays the warmed steady state.
+fn drover_route<const N: usize>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let mut trace = 0;
+    let (mut r, mut now) = drover_router::<N>(&mut trace);
+    g.bench_function(BenchmarkId::new("drover", N), |b| {
+        b.iter(|| {
+            now = now + STEP;
+            black_box(r.decide(black_box(&QUERY), now))
+                .expect("a warmed router with free nodes always routes")
         })
     });
 }
@@ -271,6 +288,14 @@ fn main() {
         drover_decision::<1024>(&mut g);
         g.finish();
     }
+    {
+        let mut g = c.benchmark_group("route");
+        drover_route::<4>(&mut g);
+        drover_route::<16>(&mut g);
+        drover_route::<256>(&mut g);
+        drover_route::<1024>(&mut g);
+        g.finish();
+    }
     c.final_summary();
 
     let dir = report::criterion_dir();
@@ -301,10 +326,15 @@ fn main() {
         paired::<256>();
         paired::<1024>();
     }
-    println!("\nroute decision (start + first poll), median per call (this run):");
+    println!("\nper call, medians (this run): the route decision alone (Router::decide),");
+    println!("and start + first poll (admission, route, attempt bookkeeping, trace, Send):");
+    println!("{:>6}  {:>12}  {:>16}", "nodes", "decide", "start+poll");
     for n in SIZES {
-        if let Some(ns) = median("decision", "drover", n) {
-            println!("{n:>6}  {ns:>9.1} ns");
-        }
+        let show = |v: Option<f64>| v.map_or("-".to_owned(), |ns| format!("{ns:.1} ns"));
+        println!(
+            "{n:>6}  {:>12}  {:>16}",
+            show(median("route", "drover", n)),
+            show(median("decision", "drover", n))
+        );
     }
 }

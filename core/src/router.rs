@@ -171,6 +171,16 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
             .plan(query, &[], &mut rng, &mut rr, Some(each))
     }
 
+    /// The routing decision alone: the failover list a call with `query`
+    /// would get now, drawing from the router's generator (so it advances
+    /// like a real call's route would), without admitting, starting or
+    /// sending anything. For custom gateways that run attempts themselves
+    /// and for measuring the decision's cost. [`preview`](Router::preview)
+    /// explains every node instead and changes nothing.
+    pub fn decide(&mut self, query: &Query, now: Instant) -> Result<Plan, Reject> {
+        self.route(query, &[], now)
+    }
+
     /// Routes with the router's own generator (the hot path: no explanation).
     pub(crate) fn route(
         &mut self,

@@ -442,13 +442,27 @@ fn heartbeat_load_is_not_counted_twice() {
     let idle = score(&r).load;
     // Our own 2 attempts, which the node also reports as 2 busy slots.
     r.nodes.get_mut(NodeId(0)).unwrap().in_flight = 2;
-    let ours = Telemetry { max_slots: 4, free_slots: 2, ..Telemetry::default() };
+    let ours = Telemetry {
+        max_slots: 4,
+        free_slots: 2,
+        ..Telemetry::default()
+    };
     r.handle_heartbeat(NodeId(0), ours, t0).unwrap();
     let s = score(&r);
     assert_eq!(s.reported_busy, 2);
-    assert!((s.load - 3.0 * idle).abs() < 1e-6 * idle, "{} vs {}", s.load, 3.0 * idle);
+    assert!(
+        (s.load - 3.0 * idle).abs() < 1e-6 * idle,
+        "{} vs {}",
+        s.load,
+        3.0 * idle
+    );
     // Another gateway's work shows up: 4 busy and 3 queued at the node.
-    let shared = Telemetry { max_slots: 4, free_slots: 0, queued: 3, ..Telemetry::default() };
+    let shared = Telemetry {
+        max_slots: 4,
+        free_slots: 0,
+        queued: 3,
+        ..Telemetry::default()
+    };
     r.handle_heartbeat(NodeId(0), shared, t0).unwrap();
     assert!((score(&r).load - 8.0 * idle).abs() < 1e-6 * idle);
 }
