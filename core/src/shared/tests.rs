@@ -113,7 +113,10 @@ fn task(s: S, clock: &AtomicU64, first_id: u64, calls: u64) {
                     std::thread::yield_now();
                     step = drive(&mut h, now());
                     spins += 1;
-                    assert!(spins < 10_000, "a failover wait neither granted nor expired");
+                    assert!(
+                        spins < 10_000,
+                        "a failover wait neither granted nor expired"
+                    );
                 }
                 if let (Some(b), None) = step {
                     let _ = h.handle(Event::Completed(b), now());
