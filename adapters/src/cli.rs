@@ -6,9 +6,14 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
 
 use drover_core::config::Policy;
 use drover_transports::sim::MAX_NODES;
+use drover_transports::sim::trace::TraceFormat;
+
+use crate::replay::DEFAULT_OUT;
+use crate::replay::scenario::PolicySpec;
 
 /// `drover --help`.
 pub const USAGE: &str = "\
@@ -20,6 +25,9 @@ Usage: drover <COMMAND> [OPTIONS]
 Commands:
   demo        Run a simulated swarm through the router and report (no model
               server needed; see 'drover demo --help')
+  replay      Replay a recorded trace through the router against a
+              simulated swarm described by a scenario file, once per
+              policy (see 'drover replay --help')
   help        Print this help
 
 Options:
@@ -50,6 +58,37 @@ Options:
   -h, --help           Print this help
 ";
 
+/// `drover replay --help`.
+pub const REPLAY_USAGE: &str = "\
+drover replay: replays a recorded trace (or a scenario's generated workload)
+through the router against SIMULATED model servers on a virtual clock, once
+per routing policy, and reports what each policy did: a summary table on
+stdout, DIR/report.json and SVG plots in DIR (TTFT CDF per policy, load per
+node over time, failures over time). Same trace, scenario and seed: same
+report.json, byte for byte.
+
+Usage: drover replay --trace FILE [OPTIONS]
+
+Options:
+      --trace FILE     The trace: Azure LLM inference CSV or Mooncake JSON
+                       lines. Replaces the scenario's own workload; needed
+                       when the scenario has none
+      --format F       azure or mooncake [default: the scenario's, else
+                       detected from the file]
+      --scenario FILE  Scenario TOML: nodes, faults, router settings,
+                       policies, gateways, workload (see scenarios/README.md)
+                       [default: the built-in home lab, scenarios/home-lab.toml]
+      --policy P       One policy, or all: the scenario's list [default: all].
+                       A policy is p2c, round_robin, random, least_loaded or
+                       weighted_random, optionally followed by +affinity
+                       (session and prefix affinity) and/or +hedge (hedging)
+      --seed S         Seed, decimal or 0x-hex [default: the scenario's,
+                       else 42]
+      --out DIR        Folder for report.json and the plots [default:
+                       replay-out]
+  -h, --help           Print this help
+";
+
 /// Most calls `drover demo` runs.
 pub const MAX_CALLS: usize = 1_000_000;
 /// Highest arrival rate `drover demo` accepts, per second.
@@ -66,6 +105,50 @@ pub enum Command {
     DemoHelp,
     /// `drover demo …`.
     Demo(DemoOptions),
+    /// `drover replay --help`.
+    ReplayHelp,
+    /// `drover replay …`.
+    Replay(ReplayOpts),
+}
+
+/// Which policies `drover replay` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayPolicies {
+    /// The scenario's list (`--policy all`, the default).
+    All,
+    /// Just this one.
+    One(PolicySpec),
+}
+
+/// Options of `drover replay`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayOpts {
+    /// `--trace`: replaces the scenario's workload.
+    pub trace: Option<PathBuf>,
+    /// `--format`: the trace's format.
+    pub format: Option<TraceFormat>,
+    /// `--scenario`; `None`: the built-in home lab.
+    pub scenario: Option<PathBuf>,
+    /// `--policy`.
+    pub policies: ReplayPolicies,
+    /// `--seed`; `None`: the scenario's, else
+    /// [`DEFAULT_SEED`](crate::replay::DEFAULT_SEED).
+    pub seed: Option<u64>,
+    /// `--out`.
+    pub out: PathBuf,
+}
+
+impl Default for ReplayOpts {
+    fn default() -> Self {
+        ReplayOpts {
+            trace: None,
+            format: None,
+            scenario: None,
+            policies: ReplayPolicies::All,
+            seed: None,
+            out: PathBuf::from(DEFAULT_OUT),
+        }
+    }
 }
 
 /// Which routing policies the demo compares.
@@ -149,6 +232,7 @@ where
         "-h" | "--help" | "help" => Command::Help,
         "-V" | "--version" => Command::Version,
         "demo" => return parse_demo(args),
+        "replay" => return parse_replay(args),
         other if other.starts_with('-') => return usage(format!("unknown option '{other}'")),
         other => return usage(format!("unknown command '{other}'")),
     };
@@ -161,34 +245,50 @@ where
     }
 }
 
+/// Reads one option of `command` from `arg` (and the next argument, unless
+/// the value is inline): its name and value. `Ok(None)` for `-h`/`--help`.
+fn option(
+    arg: OsString,
+    args: &mut impl Iterator<Item = OsString>,
+    command: &str,
+    known: &[&str],
+) -> Result<Option<(String, String)>, UsageError> {
+    let arg = utf8(arg)?;
+    if arg == "-h" || arg == "--help" {
+        return Ok(None);
+    }
+    if !arg.starts_with('-') {
+        return usage(format!(
+            "unexpected argument '{arg}' for 'drover {command}'"
+        ));
+    }
+    let (name, inline) = match arg.split_once('=') {
+        Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+        None => (arg.clone(), None),
+    };
+    if !known.contains(&name.as_str()) {
+        return usage(format!("unknown option '{name}' for 'drover {command}'"));
+    }
+    let value = match inline {
+        Some(v) => v,
+        None => match args.next() {
+            Some(v) => utf8(v)?,
+            None => return usage(format!("option '{name}' needs a value")),
+        },
+    };
+    Ok(Some((name, value)))
+}
+
 fn parse_demo(mut args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut nodes = None;
     let mut calls = None;
     let mut rate = None;
     let mut seed = None;
     let mut policies = None;
+    let known = ["--nodes", "--calls", "--rate", "--seed", "--policy"];
     while let Some(arg) = args.next() {
-        let arg = utf8(arg)?;
-        if arg == "-h" || arg == "--help" {
+        let Some((name, value)) = option(arg, &mut args, "demo", &known)? else {
             return Ok(Command::DemoHelp);
-        }
-        if !arg.starts_with('-') {
-            return usage(format!("unexpected argument '{arg}' for 'drover demo'"));
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let known = ["--nodes", "--calls", "--rate", "--seed", "--policy"];
-        if !known.contains(&name.as_str()) {
-            return usage(format!("unknown option '{name}' for 'drover demo'"));
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => match args.next() {
-                Some(v) => utf8(v)?,
-                None => return usage(format!("option '{name}' needs a value")),
-            },
         };
         let twice = || usage(format!("option '{name}' is given twice"));
         match name.as_str() {
@@ -213,6 +313,63 @@ fn parse_demo(mut args: impl Iterator<Item = OsString>) -> Result<Command, Usage
         seed: seed.unwrap_or(d.seed),
         policies: policies.unwrap_or(d.policies),
     }))
+}
+
+fn parse_replay(mut args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
+    let mut opts = ReplayOpts::default();
+    let mut given: Vec<String> = Vec::new();
+    let known = [
+        "--trace",
+        "--format",
+        "--scenario",
+        "--policy",
+        "--seed",
+        "--out",
+    ];
+    while let Some(arg) = args.next() {
+        let Some((name, value)) = option(arg, &mut args, "replay", &known)? else {
+            return Ok(Command::ReplayHelp);
+        };
+        if given.contains(&name) {
+            return usage(format!("option '{name}' is given twice"));
+        }
+        match name.as_str() {
+            "--trace" => opts.trace = Some(path(&name, &value, "a trace file")?),
+            "--format" => opts.format = Some(trace_format(&name, &value)?),
+            "--scenario" => opts.scenario = Some(path(&name, &value, "a scenario file")?),
+            "--policy" => opts.policies = replay_policy(&name, &value)?,
+            "--seed" => opts.seed = Some(seed_value(&name, &value)?),
+            _ => opts.out = path(&name, &value, "a folder")?,
+        }
+        given.push(name);
+    }
+    Ok(Command::Replay(opts))
+}
+
+fn path(name: &str, value: &str, what: &str) -> Result<PathBuf, UsageError> {
+    if value.is_empty() {
+        usage(format!("invalid value '' for '{name}': expected {what}"))
+    } else {
+        Ok(PathBuf::from(value))
+    }
+}
+
+fn trace_format(name: &str, value: &str) -> Result<TraceFormat, UsageError> {
+    value.parse().or_else(|_| {
+        usage(format!(
+            "invalid value '{value}' for '{name}': expected azure or mooncake"
+        ))
+    })
+}
+
+fn replay_policy(name: &str, value: &str) -> Result<ReplayPolicies, UsageError> {
+    if value == "all" {
+        return Ok(ReplayPolicies::All);
+    }
+    value
+        .parse()
+        .map(ReplayPolicies::One)
+        .or_else(|e| usage(format!("invalid value '{value}' for '{name}': {e}")))
 }
 
 fn whole(name: &str, value: &str, lo: usize, hi: usize) -> Result<usize, UsageError> {
@@ -374,6 +531,106 @@ mod tests {
         assert_eq!(
             err(&["demo", "--seed", "1", "--seed=2"]),
             "option '--seed' is given twice"
+        );
+    }
+
+    fn replay(args: &[&str]) -> ReplayOpts {
+        let mut all = vec!["replay"];
+        all.extend_from_slice(args);
+        match p(&all) {
+            Ok(Command::Replay(o)) => o,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn replay_defaults_and_values() {
+        assert_eq!(p(&["replay", "--help"]), Ok(Command::ReplayHelp));
+        assert_eq!(p(&["replay", "--seed", "1", "-h"]), Ok(Command::ReplayHelp));
+        let d = replay(&[]);
+        assert_eq!(d, ReplayOpts::default());
+        assert_eq!(d.policies, ReplayPolicies::All);
+        assert_eq!(d.out, PathBuf::from("replay-out"));
+        let o = replay(&[
+            "--trace",
+            "t.jsonl",
+            "--format=mooncake",
+            "--scenario",
+            "scenarios/edge-cluster.toml",
+            "--policy",
+            "least_loaded+hedge+affinity",
+            "--seed=0x10",
+            "--out",
+            "out dir",
+        ]);
+        assert_eq!(
+            o,
+            ReplayOpts {
+                trace: Some(PathBuf::from("t.jsonl")),
+                format: Some(TraceFormat::Mooncake),
+                scenario: Some(PathBuf::from("scenarios/edge-cluster.toml")),
+                policies: ReplayPolicies::One(PolicySpec {
+                    policy: Policy::LeastLoaded,
+                    affinity: true,
+                    hedge: true,
+                }),
+                seed: Some(16),
+                out: PathBuf::from("out dir"),
+            }
+        );
+        assert_eq!(replay(&["--policy", "all"]).policies, ReplayPolicies::All);
+        assert_eq!(
+            replay(&["--format", "AZURE"]).format,
+            Some(TraceFormat::Azure)
+        );
+        for policy in Policy::ALL {
+            let o = replay(&["--policy", policy.name()]);
+            assert_eq!(o.policies, ReplayPolicies::One(PolicySpec::from(policy)));
+        }
+    }
+
+    #[test]
+    fn bad_replay_arguments_name_the_argument() {
+        assert_eq!(
+            err(&["replay", "--trace"]),
+            "option '--trace' needs a value"
+        );
+        assert_eq!(
+            err(&["replay", "--trace="]),
+            "invalid value '' for '--trace': expected a trace file"
+        );
+        assert_eq!(
+            err(&["replay", "--format", "csv"]),
+            "invalid value 'csv' for '--format': expected azure or mooncake"
+        );
+        assert_eq!(
+            err(&["replay", "--policy", "fastest"]),
+            "invalid value 'fastest' for '--policy': unknown policy 'fastest': expected one of \
+             p2c, round_robin, random, least_loaded, weighted_random, optionally followed by \
+             +affinity and/or +hedge"
+        );
+        assert_eq!(
+            err(&["replay", "--policy", "p2c+turbo"]),
+            "invalid value 'p2c+turbo' for '--policy': unknown policy modifier '+turbo' in \
+             'p2c+turbo': expected +affinity or +hedge"
+        );
+        assert_eq!(
+            err(&["replay", "--policy", "p2c+hedge+hedge"]),
+            "invalid value 'p2c+hedge+hedge' for '--policy': policy modifier '+hedge' is given \
+             twice in 'p2c+hedge+hedge'"
+        );
+        assert!(err(&["replay", "--seed", "x"]).contains("'x' for '--seed'"));
+        assert_eq!(
+            err(&["replay", "--out", "a", "--out=b"]),
+            "option '--out' is given twice"
+        );
+        assert_eq!(
+            err(&["replay", "--nodes", "3"]),
+            "unknown option '--nodes' for 'drover replay'"
+        );
+        assert_eq!(
+            err(&["replay", "trace.csv"]),
+            "unexpected argument 'trace.csv' for 'drover replay'"
         );
     }
 

@@ -1,8 +1,9 @@
 //! The `drover` command and the pieces it is made of.
 //!
-//! For now the command has one subcommand, `drover demo`, which runs the
-//! router against a simulated swarm (see [`demo`]) so that a newcomer can see
-//! it route, fail over and report without any model server:
+//! `drover demo` runs the router against a simulated swarm (see [`demo`])
+//! so that a newcomer can see it route, fail over and report without any
+//! model server; `drover replay` (see [`replay`]) replays a recorded trace
+//! against a swarm described by a scenario file:
 //!
 //! ```text
 //! cargo run --release -p drover -- demo
@@ -11,9 +12,11 @@
 //!
 //! [`cli`] parses the command line; [`demo`] builds the swarm and the
 //! workload, runs [`drover_transports::sim`] once per policy and renders the
-//! reports.
+//! reports; [`replay`] holds the scenario files, `report.json`, the SVG
+//! plots and the progress bar of `drover replay`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod demo;
+pub mod replay;

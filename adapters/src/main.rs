@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use drover::cli::{self, Command};
-use drover::demo;
+use drover::{demo, replay};
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args_os().skip(1)) {
@@ -18,11 +18,19 @@ fn main() -> ExitCode {
     let text = match command {
         Command::Help => cli::USAGE.to_owned(),
         Command::DemoHelp => cli::DEMO_USAGE.to_owned(),
+        Command::ReplayHelp => cli::REPLAY_USAGE.to_owned(),
         Command::Version => format!("drover {}\n", env!("CARGO_PKG_VERSION")),
         Command::Demo(opts) => match demo::run(&opts) {
             Ok(text) => text,
             Err(e) => {
                 eprintln!("drover: demo failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Command::Replay(opts) => match replay::run(&opts) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("drover: {e}");
                 return ExitCode::FAILURE;
             }
         },

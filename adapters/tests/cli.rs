@@ -54,6 +54,17 @@ fn bad_arguments_exit_2_naming_the_argument() {
         (&["demo", "--policy", "fastest"][..], "'--policy'"),
         (&["demo", "--calls"][..], "'--calls' needs a value"),
         (&["demo", "--bogus"][..], "'--bogus'"),
+        (
+            &["replay", "--policy", "fastest"][..],
+            "'fastest' for '--policy'",
+        ),
+        (&["replay", "--format", "csv"][..], "'csv' for '--format'"),
+        (&["replay", "--trace"][..], "'--trace' needs a value"),
+        (&["replay", "--seed", "x"][..], "'x' for '--seed'"),
+        (
+            &["replay", "--nodes", "3"][..],
+            "'--nodes' for 'drover replay'",
+        ),
         (&["frobnicate"][..], "'frobnicate'"),
         (&[][..], "missing command"),
     ] {
@@ -77,10 +88,46 @@ fn help_and_version() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("Usage: drover demo [OPTIONS]"));
     assert!(stdout.contains("--policy"));
+    let out = drover(&["replay", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Usage: drover replay --trace FILE [OPTIONS]"));
+    for option in ["--format", "--scenario", "--policy", "--seed", "--out"] {
+        assert!(stdout.contains(option), "{option}");
+    }
+    assert!(text(&drover(&["--help"]).stdout).contains("replay"));
     let out = drover(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         text(&out.stdout),
         format!("drover {}\n", env!("CARGO_PKG_VERSION"))
     );
+}
+
+#[test]
+fn replay_input_errors_exit_1_naming_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("drover-cli-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch folder");
+    let scenario = dir.join("bad.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"bad\"\n[[nodes]]\nname = \"a\"\nslots = 0\n\
+         prefill_tokens_per_s = 100\ndecode_tokens_per_s = 10\n",
+    )
+    .expect("a scenario file");
+    let out = drover(&["replay", "--scenario", scenario.to_str().expect("UTF-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "drover: {}:4: field nodes[0].slots: must be at least 1\n",
+            scenario.display()
+        )
+    );
+    assert!(out.stdout.is_empty());
+    // No trace, and the built-in scenario brings no workload of its own.
+    let out = drover(&["replay"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("drover: no workload: give --trace FILE"));
+    std::fs::remove_dir_all(&dir).expect("the scratch folder goes");
 }
