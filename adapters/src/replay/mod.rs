@@ -15,9 +15,10 @@
 //!
 //! [`prepare`] resolves the command line against the scenario into a
 //! [`Plan`]: it loads and checks the scenario, picks the policies and the
-//! seed, and finds and checks the trace. [`run`] does not yet run the plan:
-//! the simulator integration is pending, and it says so.
+//! seed, and finds and checks the trace. [`run`] then replays it once per
+//! policy on the simulator and writes the outputs.
 
+mod exec;
 pub mod json;
 pub mod plot;
 pub mod progress;
@@ -114,9 +115,17 @@ pub enum ReplayError {
     FormatWithoutTrace,
     /// `--out` names something that is not a folder.
     OutNotAFolder(PathBuf),
-    /// The plan is sound, but running it through the simulator is not
-    /// wired yet.
-    Pending,
+    /// The workload generator refused its settings.
+    Workload(String),
+    /// The workload has no calls (e.g. a window past the trace's end).
+    EmptyWorkload(String),
+    /// The simulated swarm could not be built.
+    Setup(String),
+    /// A run broke an invariant (a call without exactly one outcome, a
+    /// send to an ineligible node, a failover after the first byte).
+    Invariant(String, String),
+    /// An output file could not be written.
+    Write(PathBuf, String),
 }
 
 impl fmt::Display for ReplayError {
@@ -138,7 +147,13 @@ impl fmt::Display for ReplayError {
             ReplayError::OutNotAFolder(p) => {
                 write!(f, "--out {}: exists and is not a folder", p.display())
             }
-            ReplayError::Pending => f.write_str("replay: simulator integration pending"),
+            ReplayError::Workload(e) => write!(f, "workload: {e}"),
+            ReplayError::EmptyWorkload(src) => write!(f, "{src}: the workload has no calls (check the window and max_calls)"),
+            ReplayError::Setup(e) => write!(f, "cannot build the simulated swarm: {e}"),
+            ReplayError::Invariant(policy, e) => {
+                write!(f, "policy {policy}: invariant violated, the run is void: {e}")
+            }
+            ReplayError::Write(p, e) => write!(f, "{}: cannot write: {e}", p.display()),
         }
     }
 }
@@ -213,8 +228,14 @@ fn trace_format(path: &Path, given: Option<TraceFormat>) -> Result<TraceFormat, 
 /// [`ReplayError::Pending`]: running the plan through the simulator, the
 /// summary table, `report.json` and the plots are not wired yet.
 pub fn run(opts: &ReplayOpts) -> Result<String, ReplayError> {
-    prepare(opts)?;
-    Err(ReplayError::Pending)
+    let plan = prepare(opts)?;
+    let out = exec::execute(&plan)?;
+    let mut text = out.table;
+    text.push_str("\nwritten:\n");
+    for f in &out.files {
+        text.push_str(&format!("  {}\n", f.display()));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

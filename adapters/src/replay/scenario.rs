@@ -384,14 +384,15 @@ pub enum FaultKind {
         /// Slow-down factor.
         factor: f64,
     },
-    /// A fraction `rate` of attempts is answered 429 (`overload`, rate
-    /// default 1).
+    /// Answers 429 (with the node's Retry-After) once `queue_limit`
+    /// requests wait inside it (`overload`, `queue` default 0: whenever a
+    /// request would wait).
     Overload {
-        /// Probability per attempt.
-        rate: f64,
+        /// Waiting requests that trigger a 429.
+        queue_limit: u32,
     },
-    /// A fraction `rate` of streams breaks off after the first byte
-    /// (`corrupt`, rate default 1).
+    /// A fraction `rate` of replies fails validation (`corrupt`, rate
+    /// default 1): the router must fail over, never pass it on.
     Corrupt {
         /// Probability per stream.
         rate: f64,

@@ -102,11 +102,115 @@ fn a_trace_and_the_default_swarm_make_a_plan() {
     assert_eq!(plan.seed, 2025);
 }
 
+/// The real Azure trace, when the shared traces are beside the checkout.
+fn real_azure() -> Option<PathBuf> {
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces/azure-llm-2023-conv.csv");
+    p.exists().then_some(p)
+}
+
 #[test]
-fn run_checks_everything_then_says_it_is_pending() {
-    let e = run(&opts(Some(fixture("mooncake-small.jsonl")))).unwrap_err();
-    assert!(matches!(e, ReplayError::Pending));
-    assert_eq!(e.to_string(), "replay: simulator integration pending");
+fn a_replay_writes_its_report_and_plots_and_loses_nothing() {
+    let dir = Scratch::new("e2e");
+    let trace = real_azure().unwrap_or_else(|| fixture("azure-small.csv"));
+    let o = ReplayOpts {
+        out: dir.0.join("out"),
+        ..opts(Some(trace))
+    };
+    let text = run(&o).unwrap();
+    for policy in [
+        "p2c",
+        "round_robin",
+        "random",
+        "least_loaded",
+        "weighted_random",
+        "p2c+hedge",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(policy)),
+            "{policy} missing:\n{text}"
+        );
+    }
+    let json = std::fs::read_to_string(o.out.join("report.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let policies = v["policies"].as_array().unwrap();
+    assert_eq!(policies.len(), 6);
+    for p in policies {
+        assert_eq!(p["lost"], 0, "{}", p["policy"]);
+        let calls = p["calls"].as_u64().unwrap();
+        assert!(calls > 0);
+        let ended = p["succeeded"].as_u64().unwrap()
+            + p["failed"]["total"].as_u64().unwrap()
+            + p["cancelled"].as_u64().unwrap();
+        assert_eq!(ended, calls, "every call has exactly one outcome");
+        for k in ["p50", "p90", "p99", "p999"] {
+            assert!(
+                p["ttft_ms"][k].is_number() && p["latency_ms"][k].is_number(),
+                "{k}"
+            );
+        }
+        let share: f64 = p["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["share"].as_f64().unwrap())
+            .sum();
+        assert!((share - 1.0).abs() < 0.01, "{share}");
+    }
+    for svg in [
+        "ttft-cdf.svg",
+        "failures.svg",
+        "load-p2c.svg",
+        "load-p2c-hedge.svg",
+    ] {
+        let body = std::fs::read_to_string(o.out.join(svg)).unwrap();
+        assert!(
+            body.starts_with("<svg") && body.trim_end().ends_with("</svg>"),
+            "{svg}"
+        );
+        assert!(!body.contains("NaN") && !body.contains("inf"), "{svg}");
+    }
+}
+
+#[test]
+fn same_trace_scenario_and_seed_give_a_byte_identical_report() {
+    let dir = Scratch::new("det");
+    let trace = real_azure().unwrap_or_else(|| fixture("azure-small.csv"));
+    let mut reports = Vec::new();
+    for (i, seed) in [(0, 7u64), (1, 7), (2, 8)] {
+        let o = ReplayOpts {
+            out: dir.0.join(format!("out{i}")),
+            seed: Some(seed),
+            ..opts(Some(trace.clone()))
+        };
+        run(&o).unwrap();
+        reports.push(std::fs::read(o.out.join("report.json")).unwrap());
+    }
+    assert!(
+        reports[0] == reports[1],
+        "same inputs, different report.json"
+    );
+    assert!(
+        reports[0] != reports[2],
+        "a different seed should change the run"
+    );
+}
+
+#[test]
+fn an_empty_window_is_an_error_not_an_empty_report() {
+    let dir = Scratch::new("empty");
+    let scenario = dir.file(
+        "s.toml",
+        "name = \"s\"\n[[nodes]]\nname = \"a\"\nslots = 1\nprefill_tokens_per_s = 100\n\
+         decode_tokens_per_s = 10\n[workload]\nstart_s = 1000000\n",
+    );
+    let o = ReplayOpts {
+        scenario: Some(scenario),
+        out: dir.0.join("out"),
+        ..opts(Some(fixture("azure-small.csv")))
+    };
+    let e = run(&o).unwrap_err();
+    assert!(e.to_string().contains("no calls"), "{e}");
 }
 
 #[test]

@@ -114,6 +114,9 @@ pub struct SimNode {
     pub heartbeat: Option<Duration>,
     /// Prefix cache (default none: every prompt is prefilled in full).
     pub prefix_cache: Option<PrefixCacheModel>,
+    /// Service time of an embedding call (jittered, slowed like the rest);
+    /// `None` (the default): the prompt's prefill time.
+    pub embed: Option<Duration>,
 }
 
 /// Why a [`SimNode`] was refused: the node's name and the field at fault.
@@ -150,6 +153,7 @@ impl SimNode {
             reply_latency: Duration::from_millis(2),
             heartbeat: None,
             prefix_cache: None,
+            embed: None,
         }
     }
     /// Sends heartbeats every `interval`.
@@ -171,7 +175,13 @@ impl SimNode {
         self.prefill_per_token = per_token;
         self
     }
-    /// Sets the decode speed.
+    /// Sets a fixed embedding service time (instead of the prefill model).
+    pub fn embed_time(mut self, d: Duration) -> Self {
+        self.embed = Some(d);
+        self
+    }
+
+    /// Decode speed of one request, in tokens per second.
     pub fn decode(mut self, tokens_per_sec: f64) -> Self {
         self.decode_tokens_per_sec = tokens_per_sec;
         self

@@ -305,10 +305,16 @@ impl NodeState {
                 first_byte: prefill + decode,
                 total: prefill + decode,
             },
-            Op::Embed => Service {
-                first_byte: prefill,
-                total: prefill,
-            },
+            Op::Embed => {
+                let t = self
+                    .spec
+                    .embed
+                    .map_or(prefill, |e| scale(e, self.factor() * self.slow));
+                Service {
+                    first_byte: t,
+                    total: t,
+                }
+            }
         }
     }
 

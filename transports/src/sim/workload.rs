@@ -189,6 +189,11 @@ impl Workload {
     pub fn hash_count(&self) -> usize {
         self.hashes.len()
     }
+    /// Keeps the first `calls` calls (their blocks stay in the arena).
+    pub fn truncate(&mut self, calls: usize) {
+        self.arrivals.truncate(calls);
+    }
+
     /// Orders the calls by send time; calls sent at the same instant keep
     /// their order.
     pub fn sort_by_time(&mut self) {

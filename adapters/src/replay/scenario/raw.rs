@@ -125,6 +125,7 @@ struct RawFault {
     factor: Option<f64>,
     period_s: Option<f64>,
     rate: Option<f64>,
+    queue: Option<u32>,
 }
 
 // ---- the scenario ---------------------------------------------------------
@@ -478,7 +479,14 @@ impl RawFault {
             if given && !takers.contains(&self.kind) {
                 fail(
                     &p.then(key),
-                    format!("a {kind_name} fault takes no {key}: only {who}"),
+                    format!(
+                        "{} {kind_name} fault takes no {key}: only {who}",
+                        if kind_name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                            "an"
+                        } else {
+                            "a"
+                        }
+                    ),
                 )
             } else {
                 Ok(())
@@ -496,12 +504,17 @@ impl RawFault {
             &[RawFaultKind::Flap],
             "flap faults do",
         )?;
-        let rated = [RawFaultKind::Overload, RawFaultKind::Corrupt];
         only(
             "rate",
             self.rate.is_some(),
-            &rated,
-            "overload and corrupt faults do",
+            &[RawFaultKind::Corrupt],
+            "corrupt faults do",
+        )?;
+        only(
+            "queue",
+            self.queue.is_some(),
+            &[RawFaultKind::Overload],
+            "overload faults do",
         )?;
         let rate = self
             .rate
@@ -530,7 +543,9 @@ impl RawFault {
                     );
                 }
             },
-            RawFaultKind::Overload => FaultKind::Overload { rate },
+            RawFaultKind::Overload => FaultKind::Overload {
+                queue_limit: self.queue.unwrap_or(0),
+            },
             RawFaultKind::Corrupt => FaultKind::Corrupt { rate },
             RawFaultKind::Flap => match self.period_s {
                 None => return fail(&p.then("kind"), "a flap fault needs period_s"),

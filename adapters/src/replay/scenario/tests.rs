@@ -407,7 +407,7 @@ fn semantic_errors_name_the_key_and_its_line() {
             "scenarios/x.toml:16: field faults[0].factor: a crash fault takes no factor: only slow faults do",
         ),
         (
-            format!("{BASE}[[faults]]\nkind = \"overload\"\nnode = \"b\"\nat_s = 1\nrate = 2\n"),
+            format!("{BASE}[[faults]]\nkind = \"corrupt\"\nnode = \"b\"\nat_s = 1\nrate = 2\n"),
             "scenarios/x.toml:16: field faults[0].rate: must be between 0 and 1, found 2",
         ),
         (
