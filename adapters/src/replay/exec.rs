@@ -37,6 +37,38 @@ pub struct Outputs {
     pub files: Vec<PathBuf>,
 }
 
+/// Runs every policy of the plan on the simulator and returns each
+/// policy's report, writing nothing (for benchmarks and embedding).
+pub fn simulate(plan: &Plan) -> Result<Vec<(PolicySpec, Report)>, ReplayError> {
+    let workload = build_workload(plan)?;
+    if workload.is_empty() {
+        return Err(ReplayError::EmptyWorkload(plan.source.label()));
+    }
+    let nodes = build_nodes(&plan.scenario);
+    let faults = build_faults(&plan.scenario);
+    let bucket = bucket_for(&workload);
+    plan.policies
+        .iter()
+        .map(|&spec| {
+            Ok((
+                spec,
+                run_policy(plan, spec, &workload, &nodes, &faults, bucket)?.report,
+            ))
+        })
+        .collect()
+}
+
+/// About 200 time-series buckets over the arrivals, at least a second each.
+fn bucket_for(workload: &Workload) -> Duration {
+    let span = workload
+        .arrivals()
+        .iter()
+        .map(|a| a.at)
+        .max()
+        .unwrap_or(Instant::ZERO);
+    Duration::from_secs((span.as_nanos() / 1_000_000_000 / 200).max(1))
+}
+
 /// Runs the plan and writes its outputs into `plan.out`.
 pub fn execute(plan: &Plan) -> Result<Outputs, ReplayError> {
     let workload = build_workload(plan)?;

@@ -19,6 +19,8 @@
 //! policy on the simulator and writes the outputs.
 
 mod exec;
+
+pub use exec::simulate;
 pub mod json;
 pub mod plot;
 pub mod progress;
