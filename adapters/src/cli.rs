@@ -54,7 +54,8 @@ Options:
                        [default: 0.75 per node]
       --seed S         Seed, decimal or 0x-hex [default: 42]
       --policy P       p2c, round_robin, random, least_loaded,
-                       weighted_random, or all [default: p2c]
+                       weighted_random, least_in_flight, p2c_peak_ewma,
+                       or all [default: p2c]
   -h, --help           Print this help
 ";
 
@@ -79,8 +80,9 @@ Options:
                        policies, gateways, workload (see scenarios/README.md)
                        [default: the built-in home lab, scenarios/home-lab.toml]
       --policy P       One policy, or all: the scenario's list [default: all].
-                       A policy is p2c, round_robin, random, least_loaded or
-                       weighted_random, optionally followed by +affinity
+                       A policy is p2c, round_robin, random, least_loaded,
+                       weighted_random, least_in_flight or p2c_peak_ewma
+                       (the last two are baselines), optionally followed by +affinity
                        (session and prefix affinity) and/or +hedge (hedging)
       --seed S         Seed, decimal or 0x-hex [default: the scenario's,
                        else 42]
@@ -486,7 +488,7 @@ mod tests {
             assert_eq!(o.policies, Policies::One(policy));
             assert_eq!(o.policies.list(), vec![policy]);
         }
-        assert_eq!(Policies::All.list().len(), 5);
+        assert_eq!(Policies::All.list().len(), Policy::ALL.len());
     }
 
     #[test]
@@ -515,7 +517,9 @@ mod tests {
         assert!(err(&["demo", "--seed", "-1"]).contains("'--seed'"));
         let e = err(&["demo", "--policy", "fastest"]);
         assert!(e.contains("'fastest' for '--policy'"), "{e}");
-        assert!(e.contains("p2c, round_robin, random, least_loaded, weighted_random, all"));
+        assert!(e.contains(
+            "p2c, round_robin, random, least_loaded, weighted_random, least_in_flight, p2c_peak_ewma, all"
+        ));
         assert_eq!(
             err(&["demo", "--colour", "red"]),
             "unknown option '--colour' for 'drover demo'"
@@ -606,7 +610,8 @@ mod tests {
         assert_eq!(
             err(&["replay", "--policy", "fastest"]),
             "invalid value 'fastest' for '--policy': unknown policy 'fastest': expected one of \
-             p2c, round_robin, random, least_loaded, weighted_random, optionally followed by \
+             p2c, round_robin, random, least_loaded, weighted_random, least_in_flight, p2c_peak_ewma, \
+             optionally followed by \
              +affinity and/or +hedge"
         );
         assert_eq!(

@@ -22,9 +22,9 @@ fn demo_runs_every_policy_and_loses_nothing() {
     for node in ["gpu-1", "cpu-1", "cpu-2", "flaky-1"] {
         assert!(stdout.contains(node), "{node} missing:\n{stdout}");
     }
-    // One report per policy, each ending every call.
-    assert_eq!(stdout.matches("calls 150 ").count(), 5, "{stdout}");
-    assert_eq!(stdout.matches("  lost 0\n").count(), 5, "{stdout}");
+    // One report per policy (all seven), each ending every call.
+    assert_eq!(stdout.matches("calls 150 ").count(), 7, "{stdout}");
+    assert_eq!(stdout.matches("  lost 0\n").count(), 7, "{stdout}");
     assert!(stdout.contains("== comparison (SIMULATED) =="), "{stdout}");
     assert!(text(&out.stderr).is_empty());
     // Deterministic: the same command prints the same bytes.

@@ -34,19 +34,30 @@ pub enum Policy {
     LeastLoaded,
     /// Random order, each node drawn with probability proportional to weight.
     WeightedRandom,
+    /// Fewest attempts in flight first (ties to the lower node id): the
+    /// classic least-connections balancer, blind to latency and weight. A
+    /// baseline for comparisons.
+    LeastInFlight,
+    /// Power of two choices on tower's / Linkerd's peak-EWMA cost,
+    /// `estimate × (in_flight + 1)`, with no weights, heartbeat load or tag
+    /// preference. A baseline for comparisons.
+    P2cPeakEwma,
 }
 
 impl Policy {
     /// Every policy, for comparisons.
-    pub const ALL: [Policy; 5] = [
+    pub const ALL: [Policy; 7] = [
         Policy::P2c,
         Policy::RoundRobin,
         Policy::Random,
         Policy::LeastLoaded,
         Policy::WeightedRandom,
+        Policy::LeastInFlight,
+        Policy::P2cPeakEwma,
     ];
 
-    /// A stable name (`p2c`, `round_robin`, `random`, `least_loaded`, `weighted_random`).
+    /// A stable name (`p2c`, `round_robin`, `random`, `least_loaded`,
+    /// `weighted_random`, `least_in_flight`, `p2c_peak_ewma`).
     pub fn name(self) -> &'static str {
         match self {
             Policy::P2c => "p2c",
@@ -54,6 +65,8 @@ impl Policy {
             Policy::Random => "random",
             Policy::LeastLoaded => "least_loaded",
             Policy::WeightedRandom => "weighted_random",
+            Policy::LeastInFlight => "least_in_flight",
+            Policy::P2cPeakEwma => "p2c_peak_ewma",
         }
     }
     /// Parses [`Policy::name`].

@@ -16,7 +16,8 @@
 //!    without sharing state.
 //! 3. **A policy** orders the rest ([`Policy`]); the default is power of two
 //!    choices (Mitzenmacher, "The Power of Two Choices in Randomized Load
-//!    Balancing") on the load score.
+//!    Balancing") on the load score. `least_in_flight` and `p2c_peak_ewma`
+//!    (tower's balancer) are there as baselines for comparisons.
 //!
 //! The load score of a node for an operation is
 //! `estimate × (max(in_flight, reported_busy) + 1) / weight`, where
@@ -344,6 +345,12 @@ impl<const N: usize> Ctx<'_, N> {
         self.nodes.slots()[usize::from(id)]
             .as_ref()
             .expect("candidate ids come from occupied slots")
+    }
+
+    /// tower's / Linkerd's cost: the peak-EWMA estimate × (in flight + 1).
+    fn peak_ewma_cost(&self, id: u16, q: &Query) -> f64 {
+        let s = self.score(self.node(id), q, false);
+        s.estimate_ns.max(1.0) * f64::from(s.in_flight + 1)
     }
 
     fn load(&self, id: u16, q: &Query) -> f64 {
@@ -674,6 +681,40 @@ impl<const N: usize> Ctx<'_, N> {
                         }
                     }
                     let _ = plan.push(NodeId(set.swap_remove(best)));
+                }
+            }
+            Policy::LeastInFlight => {
+                for _ in 0..want {
+                    let mut best = 0;
+                    for (i, &id) in set.iter().enumerate() {
+                        let (n, b) = (self.node(id), self.node(set[best]));
+                        let (ln, lb) = (n.in_flight + n.reserved, b.in_flight + b.reserved);
+                        if ln < lb || (ln == lb && id < set[best]) {
+                            best = i;
+                        }
+                    }
+                    let _ = plan.push(NodeId(set.swap_remove(best)));
+                }
+            }
+            Policy::P2cPeakEwma => {
+                // tower's p2c over PeakEwma: two random draws, the lower
+                // `estimate × (in_flight + 1)` wins; the rest at random.
+                for _ in 0..want {
+                    let a = rng.usize(..set.len());
+                    let pick = if set.len() >= 2 {
+                        let mut b = rng.usize(..set.len() - 1);
+                        if b >= a {
+                            b += 1;
+                        }
+                        if self.peak_ewma_cost(set[b], q) < self.peak_ewma_cost(set[a], q) {
+                            b
+                        } else {
+                            a
+                        }
+                    } else {
+                        a
+                    };
+                    let _ = plan.push(NodeId(set.swap_remove(pick)));
                 }
             }
             Policy::WeightedRandom => {

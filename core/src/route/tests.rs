@@ -466,3 +466,57 @@ fn heartbeat_load_is_not_counted_twice() {
     r.handle_heartbeat(NodeId(0), shared, t0).unwrap();
     assert!((score(&r).load - 8.0 * idle).abs() < 1e-6 * idle);
 }
+
+#[test]
+fn baseline_policies_least_in_flight_and_tower_p2c() {
+    let mut cfg = RouterConfig::default();
+    cfg.policy = Policy::LeastInFlight;
+    let mut r = router_with(&["a", "b", "c"], cfg, 1);
+    let t = now();
+    let ewma = r.cfg.ewma;
+    // a is 100x slower, but least-in-flight does not look at latency.
+    r.nodes
+        .get_mut(NodeId(0))
+        .unwrap()
+        .chat_latency
+        .observe(Duration::from_secs(10), t, &ewma);
+    let firsts: Vec<_> = (0..3)
+        .map(|i| send(&mut r, Query::new(Op::Chat), i).0)
+        .collect();
+    assert_eq!(firsts, [0, 1, 2]);
+
+    cfg.policy = Policy::P2cPeakEwma;
+    let mut r = router_with(&["slow", "fast"], cfg, 1);
+    for i in 0..2 {
+        let mut spec = r.node(NodeId(i)).unwrap().spec.clone();
+        spec.max_concurrency = 100;
+        // Weights are ignored by the tower-style cost.
+        spec.weight = if i == 0 { 50 } else { 1 };
+        r.update_node(NodeId(i), spec).unwrap();
+    }
+    r.nodes
+        .get_mut(NodeId(0))
+        .unwrap()
+        .chat_latency
+        .observe(Duration::from_secs(2), t, &ewma);
+    r.nodes
+        .get_mut(NodeId(1))
+        .unwrap()
+        .chat_latency
+        .observe(Duration::from_millis(100), t, &ewma);
+    let fast = (0..10)
+        .filter(|&i| send(&mut r, Query::new(Op::Chat), i) == NodeId(1))
+        .count();
+    assert_eq!(
+        fast, 10,
+        "2 s x 1 beats 100 ms x (k + 1) only past 19 in flight"
+    );
+    assert_eq!(
+        Policy::from_name("least_in_flight"),
+        Some(Policy::LeastInFlight)
+    );
+    assert_eq!(
+        Policy::from_name("p2c_peak_ewma"),
+        Some(Policy::P2cPeakEwma)
+    );
+}

@@ -67,7 +67,7 @@ pub struct Setup {
     pub seed: u64,
     /// `4 + x % 3` nodes.
     pub nodes: u8,
-    /// `Policy::ALL[x % 5]`.
+    /// `Policy::ALL[x % Policy::ALL.len()]`.
     pub policy: u8,
     /// `max_attempts = 1 + x % 4`.
     pub max_attempts: u8,
@@ -96,7 +96,7 @@ impl Setup {
     /// the interesting states are a few operations away.
     pub fn config(&self) -> RouterConfig {
         let mut cfg = RouterConfig {
-            policy: Policy::ALL[usize::from(self.policy % 5)],
+            policy: Policy::ALL[usize::from(self.policy) % Policy::ALL.len()],
             max_attempts: 1 + self.max_attempts % 4,
             tag_mode: [TagMode::Prefer, TagMode::StrictFirst, TagMode::Require]
                 [usize::from(self.tag_mode % 3)],

@@ -422,7 +422,8 @@ fn semantic_errors_name_the_key_and_its_line() {
         (
             format!("policies = [\"p2c\", \"fastest\"]\n{BASE}"),
             "scenarios/x.toml:1: field policies[1]: unknown policy 'fastest': expected one of p2c, \
-             round_robin, random, least_loaded, weighted_random, optionally followed by +affinity \
+             round_robin, random, least_loaded, weighted_random, least_in_flight, p2c_peak_ewma, \
+             optionally followed by +affinity \
              and/or +hedge",
         ),
         (
