@@ -119,6 +119,8 @@ fn a_replay_writes_its_report_and_plots_and_loses_nothing() {
     };
     let text = run(&o).unwrap();
     for policy in [
+        "least_in_flight",
+        "p2c_peak_ewma",
         "p2c",
         "round_robin",
         "random",
@@ -134,7 +136,7 @@ fn a_replay_writes_its_report_and_plots_and_loses_nothing() {
     let json = std::fs::read_to_string(o.out.join("report.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let policies = v["policies"].as_array().unwrap();
-    assert_eq!(policies.len(), 6);
+    assert_eq!(policies.len(), 8);
     for p in policies {
         assert_eq!(p["lost"], 0, "{}", p["policy"]);
         let calls = p["calls"].as_u64().unwrap();

@@ -50,7 +50,7 @@ fn the_shipped_scenarios_parse() {
     assert_eq!(home.name, "home-lab");
     let names: Vec<&str> = home.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["gpu-1", "cpu-1", "cpu-2", "flaky-1"]);
-    assert_eq!(home.policies.len(), 6);
+    assert_eq!(home.policies.len(), 8);
     assert!(home.heartbeat.is_some());
     assert!(home.faults.iter().all(|f| f.node == 3));
     assert_eq!(home.workload.source, None);
