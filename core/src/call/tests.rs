@@ -8,6 +8,7 @@ use crate::admission::PoolLimits;
 use crate::breaker::BreakerState;
 use crate::node::{Mode, NodeKind, NodeSpec};
 use crate::reason::NoNode;
+use crate::route::Query;
 use crate::trace::TraceId;
 
 type R = Router<8, 64, 16>;
