@@ -226,9 +226,9 @@ fn trace_format(path: &Path, given: Option<TraceFormat>) -> Result<TraceFormat, 
 }
 
 /// `drover replay`: prepares the plan (so every input error is reported
-/// now, naming the file, line and field), then stops with
-/// [`ReplayError::Pending`]: running the plan through the simulator, the
-/// summary table, `report.json` and the plots are not wired yet.
+/// first, naming the file, line and field), replays it once per policy on
+/// the simulator, writes `report.json` and the SVG plots into the output
+/// folder, and returns the summary table followed by the files written.
 pub fn run(opts: &ReplayOpts) -> Result<String, ReplayError> {
     let plan = prepare(opts)?;
     let out = exec::execute(&plan)?;
