@@ -23,6 +23,9 @@ a swarm of model servers (Ollama, vLLM, llama.cpp, LM Studio).
 Usage: drover <COMMAND> [OPTIONS]
 
 Commands:
+  serve       Run the gateway: one OpenAI and Ollama endpoint in front of
+              your model servers ('drover serve --demo' needs none; see
+              'drover serve --help')
   demo        Run a simulated swarm through the router and report (no model
               server needed; see 'drover demo --help')
   replay      Replay a recorded trace through the router against a
@@ -56,6 +59,34 @@ Options:
       --policy P       p2c, round_robin, random, least_loaded,
                        weighted_random, least_in_flight, p2c_peak_ewma,
                        or all [default: p2c]
+  -h, --help           Print this help
+";
+
+/// `drover serve --help`.
+pub const SERVE_USAGE: &str = "\
+drover serve: runs the gateway. Clients talk OpenAI (/v1/chat/completions,
+/v1/embeddings, /v1/models) or Ollama (/api/chat, /api/generate, /api/embed,
+/api/embeddings, /api/tags, /api/version) to it; it routes each call to one
+of the configured model servers, fails over before the first token, and
+streams the answer back. Operator endpoints (loopback only): /status,
+/metrics, /nodes, /nodes/NAME/mode, /route/preview, /trace/ID.
+
+Without --config it listens on 127.0.0.1:8080 with one node, a local Ollama
+at http://127.0.0.1:11434. Logs go to stderr, filtered by DROVER_LOG
+(e.g. DROVER_LOG=debug). SIGINT or SIGTERM stops it gracefully.
+
+Usage: drover serve [OPTIONS]
+
+Options:
+      --config FILE    Gateway config (TOML; see 'drover check FILE')
+      --listen ADDR    Address to listen on, e.g. 127.0.0.1:8080
+                       [default: the config's, else 127.0.0.1:8080]
+      --state FILE     Where node modes and learned latencies are kept
+                       across restarts [default: the config's state_path;
+                       none: not kept]
+      --demo           Serve three SIMULATED model servers started in this
+                       process (fake tokens, one of them flaky) instead of
+                       the configured nodes
   -h, --help           Print this help
 ";
 
@@ -107,7 +138,35 @@ pub enum Command {
     DemoHelp,
     /// `drover demo …`.
     Demo(DemoOptions),
-    /// `drover replay --help`.
+    /// `drover serve --help`.
+pub const SERVE_USAGE: &str = "\
+drover serve: runs the gateway. Clients talk OpenAI (/v1/chat/completions,
+/v1/embeddings, /v1/models) or Ollama (/api/chat, /api/generate, /api/embed,
+/api/embeddings, /api/tags, /api/version) to it; it routes each call to one
+of the configured model servers, fails over before the first token, and
+streams the answer back. Operator endpoints (loopback only): /status,
+/metrics, /nodes, /nodes/NAME/mode, /route/preview, /trace/ID.
+
+Without --config it listens on 127.0.0.1:8080 with one node, a local Ollama
+at http://127.0.0.1:11434. Logs go to stderr, filtered by DROVER_LOG
+(e.g. DROVER_LOG=debug). SIGINT or SIGTERM stops it gracefully.
+
+Usage: drover serve [OPTIONS]
+
+Options:
+      --config FILE    Gateway config (TOML; see 'drover check FILE')
+      --listen ADDR    Address to listen on, e.g. 127.0.0.1:8080
+                       [default: the config's, else 127.0.0.1:8080]
+      --state FILE     Where node modes and learned latencies are kept
+                       across restarts [default: the config's state_path;
+                       none: not kept]
+      --demo           Serve three SIMULATED model servers started in this
+                       process (fake tokens, one of them flaky) instead of
+                       the configured nodes
+  -h, --help           Print this help
+";
+
+/// `drover replay --help`.
     ReplayHelp,
     /// `drover replay …`.
     Replay(ReplayOpts),
@@ -233,6 +292,7 @@ where
     let command = match first.as_str() {
         "-h" | "--help" | "help" => Command::Help,
         "-V" | "--version" => Command::Version,
+        "serve" => return parse_serve(args),
         "demo" => return parse_demo(args),
         "replay" => return parse_replay(args),
         other if other.starts_with('-') => return usage(format!("unknown option '{other}'")),
@@ -279,6 +339,39 @@ fn option(
         },
     };
     Ok(Some((name, value)))
+}
+
+fn parse_serve(mut args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
+    let mut opts = crate::serve::ServeOptions::default();
+    let known = ["--config", "--listen", "--state"];
+    while let Some(arg) = args.next() {
+        if arg == "--demo" {
+            if opts.demo {
+                return usage("option '--demo' is given twice".to_owned());
+            }
+            opts.demo = true;
+            continue;
+        }
+        let Some((name, value)) = option(arg, &mut args, "serve", &known)? else {
+            return Ok(Command::ServeHelp);
+        };
+        let twice = || usage(format!("option '{name}' is given twice"));
+        match name.as_str() {
+            "--config" if opts.config.is_some() => return twice(),
+            "--config" => opts.config = Some(path(&name, &value, "a config file")?),
+            "--state" if opts.state.is_some() => return twice(),
+            "--state" => opts.state = Some(path(&name, &value, "a state file")?),
+            "--listen" if opts.listen.is_some() => return twice(),
+            _ => {
+                opts.listen = Some(value.parse().map_err(|_| {
+                    UsageError(format!(
+                        "option '--listen': '{value}' is not an address like 127.0.0.1:8080"
+                    ))
+                })?)
+            }
+        }
+    }
+    Ok(Command::Serve(opts))
 }
 
 fn parse_demo(mut args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {

@@ -19,6 +19,14 @@ fn main() -> ExitCode {
         Command::Help => cli::USAGE.to_owned(),
         Command::DemoHelp => cli::DEMO_USAGE.to_owned(),
         Command::ReplayHelp => cli::REPLAY_USAGE.to_owned(),
+        Command::ServeHelp => cli::SERVE_USAGE.to_owned(),
+        Command::Serve(opts) => match drover::serve::run(&opts) {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("drover: serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         Command::Version => format!("drover {}\n", env!("CARGO_PKG_VERSION")),
         Command::Demo(opts) => match demo::run(&opts) {
             Ok(text) => text,

@@ -1,0 +1,237 @@
+//! Response bodies: a whole answer, or a stream forwarded chunk by chunk.
+//!
+//! A [`StreamBody`] is what turns "the first token arrived" into a full
+//! answer. It reads the upstream stream, translates each chunk to the
+//! client's format and reports the end to the core:
+//!
+//! - the upstream's end marker and a clean EOF: `Completed`;
+//! - a broken connection, bytes that are not a valid stream, an EOF without
+//!   an end marker, or the total wall-clock cap: a well-formed terminal
+//!   error event (SSE error object or NDJSON error line) goes to the client,
+//!   then the body ends, and the core hears `Failed` (the node is charged);
+//! - the client going away: hyper drops the body, the call handle inside it
+//!   reports `ClientCancelled` (never charged) and the upstream connection
+//!   is closed at once.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use drover_core::call::{Action, AttemptId, Event};
+use drover_core::reason::Failure;
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::attempt::StreamRest;
+use super::call::GwHandle;
+use super::gateway::Gateway;
+
+/// The body of every gateway response.
+pub enum GwBody {
+    /// A whole answer (or nothing, once sent).
+    Full(Option<Bytes>),
+    /// A streamed answer.
+    Stream(Box<StreamBody>),
+}
+
+impl GwBody {
+    /// A whole answer.
+    pub fn full(b: impl Into<Bytes>) -> GwBody {
+        GwBody::Full(Some(b.into()))
+    }
+    /// No body.
+    pub fn empty() -> GwBody {
+        GwBody::Full(None)
+    }
+}
+
+impl Body for GwBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            GwBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            GwBody::Stream(s) => s.poll_next(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            GwBody::Full(b) => b.is_none(),
+            GwBody::Stream(s) => s.ended,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            GwBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            GwBody::Full(None) => SizeHint::with_exact(0),
+            GwBody::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// The rest of a streamed answer after its first token.
+pub struct StreamBody {
+    gw: Arc<Gateway>,
+    head: Option<Bytes>,
+    rest: Box<StreamRest>,
+    handle: Option<GwHandle>,
+    attempt: AttemptId,
+    deadline: smol::Timer,
+    out: Vec<u8>,
+    ended: bool,
+}
+
+impl StreamBody {
+    /// Wraps the stream of `attempt`, whose first bytes are `head`.
+    pub(crate) fn new(
+        gw: Arc<Gateway>,
+        head: Vec<u8>,
+        rest: Box<StreamRest>,
+        handle: GwHandle,
+        attempt: AttemptId,
+    ) -> StreamBody {
+        let deadline = smol::Timer::after(gw.cfg.timeouts.stream_total);
+        StreamBody {
+            gw,
+            head: Some(Bytes::from(head)),
+            rest,
+            handle: Some(handle),
+            attempt,
+            deadline,
+            out: Vec::new(),
+            ended: false,
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if let Some(h) = self.head.take() {
+            if !h.is_empty() {
+                return Poll::Ready(Some(h));
+            }
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            if self.rest.done {
+                // The end marker was seen: the answer is complete. Whatever
+                // follows it upstream is not forwarded.
+                return Poll::Ready(self.end(Ok(())));
+            }
+            match Pin::new(&mut self.rest.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    self.out.clear();
+                    match self.rest.translator.push(&data, &mut self.out) {
+                        Ok(p) => {
+                            self.rest.done = p.done;
+                            if !self.out.is_empty() {
+                                let chunk = Bytes::copy_from_slice(&self.out);
+                                return Poll::Ready(Some(chunk));
+                            }
+                        }
+                        Err(_) => {
+                            return Poll::Ready(self.end(Err((
+                                Failure::BrokenStream,
+                                "the model server sent an invalid stream",
+                            ))));
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => {
+                    return Poll::Ready(self.end(Err((
+                        Failure::BrokenStream,
+                        "the connection to the model server broke mid-stream",
+                    ))));
+                }
+                Poll::Ready(None) => {
+                    self.out.clear();
+                    let finished = self.rest.translator.finish(&mut self.out);
+                    let tail = std::mem::take(&mut self.out);
+                    let end = match finished {
+                        Ok(()) => self.end(Ok(())),
+                        Err(_) => self.end(Err((
+                            Failure::BrokenStream,
+                            "the model server ended the stream without finishing it",
+                        ))),
+                    };
+                    return Poll::Ready(join(tail, end));
+                }
+                Poll::Pending => {
+                    if Pin::new(&mut self.deadline).poll(cx).is_ready() {
+                        return Poll::Ready(self.end(Err((
+                            Failure::Timeout,
+                            "the stream exceeded the gateway's total time limit",
+                        ))));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Ends the stream: reports to the core and returns the last bytes to
+    /// send (the terminal error event, if any).
+    fn end(&mut self, result: Result<(), (Failure, &str)>) -> Option<Bytes> {
+        self.ended = true;
+        let mut tail = Vec::new();
+        let event = match result {
+            Ok(()) => Event::Completed(self.attempt),
+            Err((failure, message)) => {
+                self.rest.translator.error_event(message, &mut tail);
+                self.gw.stats.record_stream_broken();
+                tracing::warn!(failure = failure.label(), "{message}");
+                Event::Failed(self.attempt, failure)
+            }
+        };
+        if let Some(mut h) = self.handle.take() {
+            let now = self.gw.now();
+            let _ = h.handle(event, now);
+            // After the first byte the core only finishes: drain it to Done.
+            for _ in 0..16 {
+                match h.poll(now) {
+                    Action::Done => break,
+                    Action::Wait { .. } => break,
+                    _ => {}
+                }
+            }
+            drop(h);
+            self.gw.deliver_wakeups();
+        }
+        (!tail.is_empty()).then(|| Bytes::from(tail))
+    }
+}
+
+fn join(a: Vec<u8>, b: Option<Bytes>) -> Option<Bytes> {
+    match (a.is_empty(), b) {
+        (true, b) => b,
+        (false, None) => Some(Bytes::from(a)),
+        (false, Some(b)) => {
+            let mut v = a;
+            v.extend_from_slice(&b);
+            Some(Bytes::from(v))
+        }
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        if !self.ended {
+            // The client went away mid-stream: the handle's own drop reports
+            // ClientCancelled; count it and free queued calls it unblocks.
+            self.gw.stats.record_client_disconnect();
+            drop(self.handle.take());
+            self.gw.deliver_wakeups();
+        }
+    }
+}
+
+use std::future::Future as _;
