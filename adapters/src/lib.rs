@@ -19,4 +19,5 @@
 
 pub mod cli;
 pub mod demo;
+pub mod ops;
 pub mod replay;
