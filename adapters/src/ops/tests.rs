@@ -599,3 +599,36 @@ fn promtool_accepts_the_exposition() {
     );
     assert!(said.trim().is_empty(), "promtool warnings:\n{said}");
 }
+
+#[test]
+fn gauges_follow_running_and_queued_calls() {
+    let cfg = RouterConfig {
+        pools: drover_core::admission::PoolLimits::uniform(1),
+        ..RouterConfig::default()
+    };
+    let mut r: Box<TestRouter> = Box::new(Router::new(cfg, 3).unwrap());
+    r.add_node(NodeSpec::new("solo", NodeKind::Ollama).unwrap())
+        .unwrap();
+    let mut running = r.start(Request::new(TraceId(1), Query::new(Op::Chat)), ms(0));
+    let (_, node) = send(&mut r, &mut running, ms(0));
+    let mut queued = r.start(Request::new(TraceId(2), Query::new(Op::Chat)), ms(0));
+    assert!(matches!(r.poll(&mut queued, ms(0)), Action::Wait { .. }));
+    let stats = GatewayStats::default();
+    let mut out = String::new();
+    prometheus(&r, &stats, ms(10), &mut out);
+    let s = parse(&out);
+    assert_eq!(get(&s, "drover_active_calls"), 2.0);
+    assert_eq!(get(&s, "drover_attempts_in_flight"), 1.0);
+    assert_eq!(get(&s, "drover_permits_outstanding"), 1.0);
+    assert_eq!(get(&s, "drover_queue_depth"), 1.0);
+    assert_eq!(get(&s, r#"drover_node_in_flight{node="solo"}"#), 1.0);
+    assert_eq!(get(&s, r#"drover_node_attempts_total{node="solo"}"#), 1.0);
+    assert_eq!(get(&s, r#"drover_pool_limit{pool="chat"}"#), 1.0);
+    assert_eq!(r.node(node).unwrap().in_flight, 1);
+    let mut json = String::new();
+    super::status_public(&r, &stats, ms(10), &mut json);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["active_calls"], 2);
+    assert_eq!(v["queue_depth"], 1);
+    assert_eq!(v["status"], "ok");
+}
