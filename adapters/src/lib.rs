@@ -19,4 +19,5 @@
 
 pub mod cli;
 pub mod demo;
+pub mod fake;
 pub mod replay;
