@@ -240,13 +240,15 @@ pub struct FakeServer {
 impl FakeServer {
     /// Binds `127.0.0.1:0` and serves `spec` on one thread of its own.
     pub fn start(spec: FakeSpec) -> io::Result<FakeServer> {
-        FakeServer::start_pool(spec, 1)
+        FakeServer::start_on(spec, SocketAddr::from(([127, 0, 0, 1], 0)), 1)
     }
 
-    /// Like [`FakeServer::start`], with an executor run by `threads` OS
-    /// threads (at least one), for a fast upstream in benches.
-    pub fn start_pool(spec: FakeSpec, threads: usize) -> io::Result<FakeServer> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+    /// Like [`FakeServer::start`], on `addr` (port 0 picks a free port),
+    /// with an executor run by `threads` OS threads (at least one): a
+    /// fixed port for an upstream configured elsewhere, more threads for a
+    /// fast upstream in benches.
+    pub fn start_on(spec: FakeSpec, addr: SocketAddr, threads: usize) -> io::Result<FakeServer> {
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let listener = smol::net::TcpListener::try_from(listener)?;
         let kind = spec.kind;
