@@ -495,7 +495,9 @@ fn refuse_closes_without_an_answer_and_hang_never_answers() {
         ),
         "{err}"
     );
-    assert_eq!(s.requests().in_flight, 1);
+    eventually("the hung request to be in flight", || {
+        s.requests().in_flight == 1
+    });
     drop(c);
     eventually("the hung request to count as cancelled", || {
         let r = s.requests();
