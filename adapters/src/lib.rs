@@ -19,5 +19,6 @@
 
 pub mod cli;
 pub mod demo;
+pub mod fake;
 pub mod ops;
 pub mod replay;
