@@ -63,6 +63,7 @@ impl Default for ClientConfig {
 
 /// Why [`Client::send`] failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SendError {
     /// The TCP connect failed (refused, unreachable, out of sockets, or the
     /// runtime is gone). Nothing was sent: safe to retry anywhere.
@@ -364,6 +365,7 @@ impl Body for PooledBody {
 
 /// Why [`read_capped`] failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ReadError {
     /// The body is longer than the cap (known from its length, or counted).
     TooLarge,

@@ -276,8 +276,10 @@ impl Server {
             }
             // Closing the listener makes the kernel refuse new connections.
             drop(listener);
-            drain.trigger();
+            // Counted before the connections are told to close, so ones that
+            // close at once (idle) still count as open at shutdown.
             let open_at_shutdown = tracker.close();
+            drain.trigger();
             let mut left = open_at_shutdown;
             if left > 0 {
                 let drained = tracker.drained.fired();

@@ -217,7 +217,7 @@ fn graceful_shutdown_finishes_in_flight_closes_idle_and_refuses_new() {
     let started = Instant::now();
     assert_eq!(read_until_close(&mut idle), b"");
     assert!(
-        started.elapsed() < Duration::from_millis(300),
+        started.elapsed() < Duration::from_secs(2),
         "idle close took {:?}",
         started.elapsed()
     );
