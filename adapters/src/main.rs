@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use drover::cli::{self, Command};
-use drover::{demo, replay};
+use drover::{config, demo, replay};
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args_os().skip(1)) {
@@ -19,6 +19,20 @@ fn main() -> ExitCode {
         Command::Help => cli::USAGE.to_owned(),
         Command::DemoHelp => cli::DEMO_USAGE.to_owned(),
         Command::ReplayHelp => cli::REPLAY_USAGE.to_owned(),
+        Command::CheckHelp => cli::CHECK_USAGE.to_owned(),
+        Command::Check(path) => match config::check(&path) {
+            Ok(summary) => summary,
+            Err(problems) => {
+                eprintln!("{problems}");
+                let n = problems.0.len();
+                eprintln!(
+                    "drover: {n} problem{} in {}",
+                    if n == 1 { "" } else { "s" },
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        },
         Command::Version => format!("drover {}\n", env!("CARGO_PKG_VERSION")),
         Command::Demo(opts) => match demo::run(&opts) {
             Ok(text) => text,
