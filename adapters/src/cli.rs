@@ -31,6 +31,8 @@ Commands:
   replay      Replay a recorded trace through the router against a
               simulated swarm described by a scenario file, once per
               policy (see 'drover replay --help')
+  check       Validate a gateway config file and print a summary or every
+              problem (see 'drover check --help')
   help        Print this help
 
 Options:
@@ -122,6 +124,28 @@ Options:
   -h, --help           Print this help
 ";
 
+/// `drover check --help`.
+pub const CHECK_USAGE: &str = "\
+drover check: validates a gateway config file (TOML, with the nodes JSON it
+names in nodes_path) the way 'drover serve --config FILE' reads it: the
+secrets it names by environment variable must be set, and the DROVER_*
+overrides (DROVER_LISTEN, DROVER_POLICY, DROVER_NODES_PATH,
+DROVER_MAX_BODY_BYTES, DROVER_STATE_PATH) are applied.
+
+Prints a short summary and exits 0 when the config is valid. Otherwise
+prints every problem found, one per line, as
+
+  FILE:LINE: field `x`: reason
+
+and exits 1. Warnings (an inline token, an API key that will not be sent to
+a public node, ...) are printed in the summary and do not fail the check.
+
+Usage: drover check FILE
+
+Options:
+  -h, --help           Print this help
+";
+
 /// Most calls `drover demo` runs.
 pub const MAX_CALLS: usize = 1_000_000;
 /// Highest arrival rate `drover demo` accepts, per second.
@@ -170,6 +194,10 @@ Options:
     ReplayHelp,
     /// `drover replay …`.
     Replay(ReplayOpts),
+    /// `drover check --help`.
+    CheckHelp,
+    /// `drover check FILE`.
+    Check(PathBuf),
 }
 
 /// Which policies `drover replay` runs.
@@ -295,6 +323,7 @@ where
         "serve" => return parse_serve(args),
         "demo" => return parse_demo(args),
         "replay" => return parse_replay(args),
+        "check" => return parse_check(args),
         other if other.starts_with('-') => return usage(format!("unknown option '{other}'")),
         other => return usage(format!("unknown command '{other}'")),
     };
@@ -439,6 +468,27 @@ fn parse_replay(mut args: impl Iterator<Item = OsString>) -> Result<Command, Usa
         given.push(name);
     }
     Ok(Command::Replay(opts))
+}
+
+fn parse_check(args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
+    let mut file = None;
+    for arg in args {
+        let arg = utf8(arg)?;
+        if arg == "-h" || arg == "--help" {
+            return Ok(Command::CheckHelp);
+        }
+        if arg.starts_with('-') && arg != "-" {
+            return usage(format!("unknown option '{arg}' for 'drover check'"));
+        }
+        if file.is_some() {
+            return usage(format!("unexpected argument '{arg}' for 'drover check'"));
+        }
+        file = Some(path("FILE", &arg, "a config file")?);
+    }
+    match file {
+        Some(f) => Ok(Command::Check(f)),
+        None => usage("missing FILE for 'drover check' (try 'drover check --help')".to_owned()),
+    }
 }
 
 fn path(name: &str, value: &str, what: &str) -> Result<PathBuf, UsageError> {
@@ -730,6 +780,34 @@ mod tests {
             err(&["replay", "trace.csv"]),
             "unexpected argument 'trace.csv' for 'drover replay'"
         );
+    }
+
+    #[test]
+    fn check_takes_one_file() {
+        assert_eq!(
+            p(&["check", "drover.toml"]),
+            Ok(Command::Check(PathBuf::from("drover.toml")))
+        );
+        assert_eq!(p(&["check", "--help"]), Ok(Command::CheckHelp));
+        assert_eq!(p(&["check", "x.toml", "-h"]), Ok(Command::CheckHelp));
+        assert_eq!(
+            err(&["check"]),
+            "missing FILE for 'drover check' (try 'drover check --help')"
+        );
+        assert_eq!(
+            err(&["check", "a.toml", "b.toml"]),
+            "unexpected argument 'b.toml' for 'drover check'"
+        );
+        assert_eq!(
+            err(&["check", "--strict", "a.toml"]),
+            "unknown option '--strict' for 'drover check'"
+        );
+        assert_eq!(
+            err(&["check", ""]),
+            "invalid value '' for 'FILE': expected a config file"
+        );
+        assert!(USAGE.contains("check"));
+        assert!(CHECK_USAGE.contains("FILE:LINE: field `x`: reason"));
     }
 
     #[cfg(unix)]

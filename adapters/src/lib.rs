@@ -13,11 +13,15 @@
 //! [`cli`] parses the command line; [`demo`] builds the swarm and the
 //! workload, runs [`drover_transports::sim`] once per policy and renders the
 //! reports; [`replay`] holds the scenario files, `report.json`, the SVG
-//! plots and the progress bar of `drover replay`.
+//! plots and the progress bar of `drover replay`; [`config`] reads and
+//! checks the gateway's config file (`drover check FILE`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod config;
 pub mod demo;
+pub mod fake;
+pub mod ops;
 pub mod replay;
 pub mod serve;

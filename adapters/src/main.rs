@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use drover::cli::{self, Command};
-use drover::{demo, replay};
+use drover::{config, demo, replay};
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args_os().skip(1)) {
@@ -24,6 +24,20 @@ fn main() -> ExitCode {
             Ok(()) => return ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("drover: serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Command::CheckHelp => cli::CHECK_USAGE.to_owned(),
+        Command::Check(path) => match config::check(&path) {
+            Ok(summary) => summary,
+            Err(problems) => {
+                eprintln!("{problems}");
+                let n = problems.0.len();
+                eprintln!(
+                    "drover: {n} problem{} in {}",
+                    if n == 1 { "" } else { "s" },
+                    path.display()
+                );
                 return ExitCode::FAILURE;
             }
         },

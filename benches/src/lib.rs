@@ -20,6 +20,7 @@ use drover_core::router::Router;
 use drover_core::trace::TraceId;
 use drover_core::{Duration, Instant};
 
+pub mod gateway;
 pub mod report;
 
 /// Virtual time between two consecutive routed calls.

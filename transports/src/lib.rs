@@ -15,11 +15,18 @@
 //!   flapping); one or several gateways; invariants checked on every run;
 //!   all on a virtual clock. One `u64` seed determines every number in its
 //!   [`sim::Report`].
+//! - `smol`: [`smol`](mod@smol), HTTP/1 on smol and hyper 1: a multi-threaded
+//!   [`Runtime`](smol::Runtime), a [`Server`](smol::Server) with header
+//!   timeouts and limits (`408`, `431`), keep-alive, connection tracking and
+//!   graceful shutdown, and an upstream [`Client`](smol::Client) with
+//!   per-address keep-alive pools, a connect timeout and a body size cap.
+//!   It knows no API formats; the `drover` crate's gateway builds on it.
 //!
 //! No feature is on by default, so a crate that needs only one driver pulls
 //! in no other driver's dependencies. Test a feature's driver with it on:
 //! `cargo test -p drover-transports --features sim` (a workspace-wide
-//! `cargo test` turns `sim` on through the `drover` binary).
+//! `cargo test` turns `sim` on through the `drover` binary;
+//! `cargo test -p drover-transports --features smol` for the HTTP driver).
 //!
 //! [`Action::Send`]: drover_core::call::Action::Send
 //! [`Action::Cancel`]: drover_core::call::Action::Cancel
@@ -30,3 +37,5 @@
 
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "smol")]
+pub mod smol;
