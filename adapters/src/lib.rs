@@ -20,3 +20,4 @@
 pub mod cli;
 pub mod demo;
 pub mod replay;
+pub mod wire;
