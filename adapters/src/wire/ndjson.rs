@@ -113,10 +113,7 @@ impl NdjsonParser {
 mod tests {
     use super::*;
 
-    fn run(
-        mut p: NdjsonParser,
-        chunks: &[&[u8]],
-    ) -> Result<Vec<Vec<u8>>, (Vec<Vec<u8>>, ParseError)> {
+    fn run(mut p: NdjsonParser, chunks: &[&[u8]]) -> Run {
         let mut out = Vec::new();
         let drain = |p: &mut NdjsonParser, out: &mut Vec<Vec<u8>>| loop {
             match p.next_line() {

@@ -285,6 +285,8 @@ fn chat_to_openai(inb: &Inbound, node_model: &str) -> Map<String, Value> {
         }
     }
     options_to_openai(inb.body.get("options"), &mut out);
+    out.entry("messages")
+        .or_insert_with(|| Value::Array(Vec::new()));
     out
 }
 
