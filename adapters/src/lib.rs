@@ -25,3 +25,4 @@ pub mod fake;
 pub mod ops;
 pub mod replay;
 pub mod serve;
+pub mod wire;

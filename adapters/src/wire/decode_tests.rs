@@ -1,0 +1,355 @@
+//! Tests of [`decode`]: every checked field, happy and unhappy.
+
+use drover_core::route::Op;
+use serde_json::json;
+
+use super::*;
+
+fn ok(endpoint: Endpoint, body: serde_json::Value) -> Inbound {
+    let bytes = serde_json::to_vec(&body).expect("test JSON");
+    decode(endpoint, &bytes).unwrap_or_else(|e| panic!("{body}: {e}"))
+}
+
+fn err(endpoint: Endpoint, body: &str) -> (String, String) {
+    match decode(endpoint, body.as_bytes()) {
+        Ok(inb) => panic!("{body} decoded: {inb:?}"),
+        Err(e) => (e.field, e.reason),
+    }
+}
+
+fn field(endpoint: Endpoint, body: &str) -> String {
+    err(endpoint, body).0
+}
+
+#[test]
+fn openai_chat_decodes_and_keeps_unknown_fields() {
+    let inb = ok(
+        Endpoint::ChatCompletions,
+        json!({"model": "llama3", "messages": [{"role": "user", "content": "hi"}],
+               "x_vendor": {"deep": [1, 2]}, "user": "alice"}),
+    );
+    assert_eq!(inb.model, "llama3");
+    assert!(!inb.stream, "OpenAI defaults to not streaming");
+    assert_eq!(inb.op(), Op::Chat);
+    assert_eq!(inb.body["x_vendor"], json!({"deep": [1, 2]}));
+    assert_eq!(inb.session.as_deref(), Some("alice"));
+    assert_eq!(inb.prefix_blocks.len(), 1, "a short prompt is one block");
+    assert_eq!(inb.call_id, 0);
+    let streamed = ok(
+        Endpoint::ChatCompletions,
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": null},
+               {"role": "user", "content": [{"type": "text", "text": "a"},
+                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}),
+    );
+    assert!(streamed.stream);
+    assert_eq!(streamed.op(), Op::Stream);
+    assert_eq!(streamed.session, None);
+}
+
+#[test]
+fn ollama_defaults_to_streaming() {
+    let chat = ok(
+        Endpoint::OllamaChat,
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi", "images": ["AAAA"]}]}),
+    );
+    assert!(chat.stream);
+    assert_eq!(chat.op(), Op::Stream);
+    let chat = ok(Endpoint::OllamaChat, json!({"model": "m", "stream": false}));
+    assert!(!chat.stream, "explicit false; no messages loads the model");
+    let generate = ok(
+        Endpoint::OllamaGenerate,
+        json!({"model": "m", "prompt": "p", "system": "s", "stream": null}),
+    );
+    assert!(generate.stream);
+    let generate = ok(Endpoint::OllamaGenerate, json!({"model": "m"}));
+    assert!(generate.stream);
+    assert_eq!(generate.prefix_blocks.len(), 1);
+}
+
+#[test]
+fn embeddings_are_never_streamed_and_accept_every_input_form() {
+    for input in [
+        json!("one"),
+        json!(["a", "b"]),
+        json!([1, 2, 3]),
+        json!([[1, 2], [3]]),
+    ] {
+        let inb = ok(
+            Endpoint::Embeddings,
+            json!({"model": "e", "input": input, "stream": true}),
+        );
+        assert!(!inb.stream);
+        assert_eq!(inb.op(), Op::Embed);
+        assert!(inb.prefix_blocks.is_empty());
+    }
+    for input in [json!("one"), json!(["a", "b"]), json!([])] {
+        let inb = ok(Endpoint::OllamaEmbed, json!({"model": "e", "input": input}));
+        assert_eq!(inb.op(), Op::Embed);
+    }
+    let inb = ok(
+        Endpoint::OllamaEmbeddings,
+        json!({"model": "e", "prompt": "text"}),
+    );
+    assert_eq!(inb.op(), Op::Embed);
+}
+
+#[test]
+fn malformed_json_names_body_with_line_and_column() {
+    let (f, reason) = err(Endpoint::ChatCompletions, "{\"model\":\n \"m\",,}");
+    assert_eq!(f, "body");
+    assert!(reason.contains("line 2 column"), "{reason}");
+    let (f, reason) = err(Endpoint::OllamaChat, "");
+    assert_eq!(f, "body");
+    assert!(reason.contains("EOF"), "{reason}");
+    assert_eq!(field(Endpoint::OllamaChat, "\u{feff}{}"), "body");
+    assert_eq!(
+        field(Endpoint::Embeddings, "{\"model\":\"m\"} trailing"),
+        "body"
+    );
+    for body in ["[]", "\"x\"", "42", "null", "true"] {
+        let (f, reason) = err(Endpoint::ChatCompletions, body);
+        assert_eq!(f, "body");
+        assert!(reason.starts_with("expected a JSON object"), "{reason}");
+    }
+    let deep = "[".repeat(10_000);
+    assert_eq!(field(Endpoint::ChatCompletions, &deep), "body");
+}
+
+#[test]
+fn model_must_be_a_non_empty_string() {
+    let cases = [
+        (r#"{"messages":[]}"#, "missing"),
+        (r#"{"model":null}"#, "missing"),
+        (r#"{"model":""}"#, "must not be empty"),
+        (r#"{"model":3}"#, "expected a string, got number"),
+        (r#"{"model":["m"]}"#, "expected a string, got array"),
+    ];
+    for e in Endpoint::ALL {
+        for (body, reason) in cases {
+            assert_eq!(
+                err(e, body),
+                ("model".to_owned(), reason.to_owned()),
+                "{e:?} {body}"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrong_types_name_their_field() {
+    use Endpoint::*;
+    let cases: &[(Endpoint, &str, &str)] = &[
+        (ChatCompletions, r#"{"model":"m"}"#, "messages"),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":[]}"#,
+            "messages",
+        ),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":{}}"#,
+            "messages",
+        ),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user"},"x"]}"#,
+            "messages[1]",
+        ),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"content":"x"}]}"#,
+            "messages[0].role",
+        ),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":1}]}"#,
+            "messages[0].role",
+        ),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u","content":"a"},{"role":"u"},{"role":"u","content":5}]}"#,
+            "messages[2].content",
+        ),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u","content":[1]}]}"#,
+            "messages[0].content[0]",
+        ),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u","content":[{}]}]}"#,
+            "messages[0].content[0].type",
+        ),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u","content":[{"type":"text","text":1}]}]}"#,
+            "messages[0].content[0].text",
+        ),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u"}],"stream":"yes"}"#,
+            "stream",
+        ),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u"}],"user":7}"#,
+            "user",
+        ),
+        (
+            ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u"}],"session_id":{}}"#,
+            "session_id",
+        ),
+        (OllamaChat, r#"{"model":"m","messages":"hi"}"#, "messages"),
+        (
+            OllamaChat,
+            r#"{"model":"m","messages":[{"role":"u","content":[]}]}"#,
+            "messages[0].content",
+        ),
+        (
+            OllamaChat,
+            r#"{"model":"m","messages":[{"role":"u","images":"x"}]}"#,
+            "messages[0].images",
+        ),
+        (
+            OllamaChat,
+            r#"{"model":"m","messages":[{"role":"u","images":["a",2]}]}"#,
+            "messages[0].images[1]",
+        ),
+        (OllamaChat, r#"{"model":"m","stream":1}"#, "stream"),
+        (OllamaChat, r#"{"model":"m","options":[]}"#, "options"),
+        (OllamaGenerate, r#"{"model":"m","prompt":["a"]}"#, "prompt"),
+        (OllamaGenerate, r#"{"model":"m","system":false}"#, "system"),
+        (
+            OllamaGenerate,
+            r#"{"model":"m","images":[null]}"#,
+            "images[0]",
+        ),
+        (Embeddings, r#"{"model":"m"}"#, "input"),
+        (Embeddings, r#"{"model":"m","input":[]}"#, "input"),
+        (Embeddings, r#"{"model":"m","input":{}}"#, "input"),
+        (Embeddings, r#"{"model":"m","input":[null]}"#, "input[0]"),
+        (Embeddings, r#"{"model":"m","input":["a",1]}"#, "input[1]"),
+        (Embeddings, r#"{"model":"m","input":[1,-2]}"#, "input[1]"),
+        (Embeddings, r#"{"model":"m","input":[1.5]}"#, "input[0]"),
+        (
+            Embeddings,
+            r#"{"model":"m","input":[[1],[2,"x"]]}"#,
+            "input[1]",
+        ),
+        (OllamaEmbed, r#"{"model":"m","input":[[1]]}"#, "input[0]"),
+        (OllamaEmbed, r#"{"model":"m","input":[1]}"#, "input[0]"),
+        (OllamaEmbed, r#"{"model":"m","input":5}"#, "input"),
+        (OllamaEmbeddings, r#"{"model":"m"}"#, "prompt"),
+        (
+            OllamaEmbeddings,
+            r#"{"model":"m","prompt":["a"]}"#,
+            "prompt",
+        ),
+    ];
+    for (e, body, want) in cases {
+        let (got, reason) = err(*e, body);
+        assert_eq!(got, *want, "{e:?} {body}: {reason}");
+        assert!(!reason.is_empty());
+    }
+    let (_, reason) = err(
+        ChatCompletions,
+        r#"{"model":"m","messages":[{"role":"u"}],"stream":"yes"}"#,
+    );
+    assert_eq!(reason, "expected a boolean, got string");
+}
+
+#[test]
+fn session_prefers_session_id_then_user() {
+    let inb = ok(
+        Endpoint::ChatCompletions,
+        json!({"model": "m", "messages": [{"role": "u"}], "user": "u1", "session_id": "s1"}),
+    );
+    assert_eq!(inb.session.as_deref(), Some("s1"));
+    let inb = ok(
+        Endpoint::ChatCompletions,
+        json!({"model": "m", "messages": [{"role": "u"}], "user": "u1", "session_id": ""}),
+    );
+    assert_eq!(inb.session.as_deref(), Some("u1"));
+    let inb = ok(
+        Endpoint::OllamaChat,
+        json!({"model": "m", "session_id": "s2"}),
+    );
+    assert_eq!(inb.session.as_deref(), Some("s2"));
+    let inb = ok(Endpoint::OllamaChat, json!({"model": "m", "user": ""}));
+    assert_eq!(inb.session, None);
+}
+
+fn chat(front: Endpoint, system: &str, user: &str) -> Vec<u64> {
+    ok(
+        front,
+        json!({"model": "m", "messages": [{"role": "system", "content": system},
+                                           {"role": "user", "content": user}]}),
+    )
+    .prefix_blocks
+}
+
+#[test]
+fn prefix_blocks_follow_the_leading_prompt() {
+    let system = "You are a helpful assistant. ".repeat(30); // 870 bytes
+    let a = chat(Endpoint::ChatCompletions, &system, "question one");
+    let b = chat(Endpoint::ChatCompletions, &system, "a different question");
+    assert_eq!(a.len(), 3, "870 + 30 bytes make three full 256-byte blocks");
+    assert_eq!(a, b, "the shared system prompt gives the same blocks");
+    assert_eq!(
+        a,
+        chat(Endpoint::OllamaChat, &system, "question one"),
+        "either front hashes the same conversation the same"
+    );
+    let c = chat(
+        Endpoint::ChatCompletions,
+        &"Another system. ".repeat(60),
+        "q",
+    );
+    assert_ne!(a[0], c[0]);
+    let long = chat(Endpoint::ChatCompletions, &"x".repeat(100_000), "q");
+    assert_eq!(long.len(), PREFIX_MAX_BLOCKS);
+    assert_ne!(
+        long[0], long[1],
+        "the first block holds the role, the second only text"
+    );
+    let short1 = chat(Endpoint::ChatCompletions, "s", "hello");
+    let short2 = chat(Endpoint::ChatCompletions, "s", "hello!");
+    assert_eq!(short1.len(), 1);
+    assert_ne!(short1, short2);
+    assert_eq!(
+        short1,
+        chat(Endpoint::ChatCompletions, "s", "hello"),
+        "stable"
+    );
+    // Generate hashes system + prompt like a chat with the same two messages.
+    let generate = ok(
+        Endpoint::OllamaGenerate,
+        json!({"model": "m", "system": system, "prompt": "question one"}),
+    );
+    assert_eq!(generate.prefix_blocks, a);
+    // Role boundaries matter.
+    assert_ne!(
+        chat(Endpoint::ChatCompletions, "ab", "c"),
+        chat(Endpoint::ChatCompletions, "a", "bc")
+    );
+}
+
+#[test]
+fn block_hash_is_stable() {
+    // Pinned values: the hash must not change between builds or releases,
+    // or every prefix would move to a new home node after an upgrade.
+    assert_eq!(
+        super::decode::block_hash(b""),
+        super::decode::block_hash(b"")
+    );
+    let pinned = [
+        super::decode::block_hash(b"abc"),
+        super::decode::block_hash(&[7u8; 256]),
+    ];
+    assert_eq!(pinned, [0x8865_62ff_fd9e_a98f, 0x5ad3_6432_169c_3561]);
+    assert_ne!(
+        super::decode::block_hash(b"abc"),
+        super::decode::block_hash(b"abc\0")
+    );
+}
