@@ -163,34 +163,10 @@ pub enum Command {
     /// `drover demo …`.
     Demo(DemoOptions),
     /// `drover serve --help`.
-pub const SERVE_USAGE: &str = "\
-drover serve: runs the gateway. Clients talk OpenAI (/v1/chat/completions,
-/v1/embeddings, /v1/models) or Ollama (/api/chat, /api/generate, /api/embed,
-/api/embeddings, /api/tags, /api/version) to it; it routes each call to one
-of the configured model servers, fails over before the first token, and
-streams the answer back. Operator endpoints (loopback only): /status,
-/metrics, /nodes, /nodes/NAME/mode, /route/preview, /trace/ID.
-
-Without --config it listens on 127.0.0.1:8080 with one node, a local Ollama
-at http://127.0.0.1:11434. Logs go to stderr, filtered by DROVER_LOG
-(e.g. DROVER_LOG=debug). SIGINT or SIGTERM stops it gracefully.
-
-Usage: drover serve [OPTIONS]
-
-Options:
-      --config FILE    Gateway config (TOML; see 'drover check FILE')
-      --listen ADDR    Address to listen on, e.g. 127.0.0.1:8080
-                       [default: the config's, else 127.0.0.1:8080]
-      --state FILE     Where node modes and learned latencies are kept
-                       across restarts [default: the config's state_path;
-                       none: not kept]
-      --demo           Serve three SIMULATED model servers started in this
-                       process (fake tokens, one of them flaky) instead of
-                       the configured nodes
-  -h, --help           Print this help
-";
-
-/// `drover replay --help`.
+    ServeHelp,
+    /// `drover serve …`.
+    Serve(crate::serve::ServeOptions),
+    /// `drover replay --help`.
     ReplayHelp,
     /// `drover replay …`.
     Replay(ReplayOpts),
@@ -637,7 +613,7 @@ mod tests {
     #[test]
     fn bad_arguments_name_the_argument() {
         assert!(err(&[]).contains("missing command"));
-        assert_eq!(err(&["serve"]), "unknown command 'serve'");
+        assert_eq!(err(&["bogus"]), "unknown command 'bogus'");
         assert_eq!(err(&["--verbose"]), "unknown option '--verbose'");
         assert_eq!(
             err(&["--version", "x"]),
@@ -811,6 +787,43 @@ mod tests {
     }
 
     #[cfg(unix)]
+    #[test]
+    fn serve_options_parse_and_bad_ones_name_the_option() {
+        use crate::serve::ServeOptions;
+        assert_eq!(p(&["serve"]), Ok(Command::Serve(ServeOptions::default())));
+        assert_eq!(p(&["serve", "--help"]), Ok(Command::ServeHelp));
+        assert_eq!(
+            p(&[
+                "serve",
+                "--demo",
+                "--listen",
+                "127.0.0.1:9",
+                "--config=a.toml",
+                "--state",
+                "s.json"
+            ]),
+            Ok(Command::Serve(ServeOptions {
+                config: Some("a.toml".into()),
+                listen: Some("127.0.0.1:9".parse().unwrap()),
+                demo: true,
+                state: Some("s.json".into()),
+            }))
+        );
+        assert_eq!(
+            err(&["serve", "--demo", "--demo"]),
+            "option '--demo' is given twice"
+        );
+        assert!(err(&["serve", "--listen", "localhost"]).contains("'localhost' is not an address"));
+        assert_eq!(
+            err(&["serve", "--port", "1"]),
+            "unknown option '--port' for 'drover serve'"
+        );
+        assert_eq!(
+            err(&["serve", "--config"]),
+            "option '--config' needs a value"
+        );
+    }
+
     #[test]
     fn non_utf8_arguments_are_refused() {
         use std::os::unix::ffi::OsStringExt;

@@ -233,8 +233,9 @@ fn header_safe(v: &str) -> bool {
     v.bytes().all(|b| b.is_ascii_graphic())
 }
 
-const TOP_KEYS: [&str; 12] = [
+const TOP_KEYS: [&str; 13] = [
     "listen",
+    "tokens_on_loopback",
     "client_tokens",
     "client_tokens_env",
     "operator_token_env",
@@ -255,6 +256,7 @@ struct Sections {
     client_tokens: Option<Vec<String>>,
     client_tokens_env: Option<Vec<String>>,
     operator_token_env: Option<String>,
+    tokens_on_loopback: Option<bool>,
     state_path: Option<String>,
     nodes_path: Option<String>,
     limits: RawLimits,
@@ -276,6 +278,7 @@ fn read_sections(cx: &mut Ctx, root: &DeTable<'_>) -> Sections {
             "client_tokens" => s.client_tokens = cx.de(value, &path),
             "client_tokens_env" => s.client_tokens_env = cx.de(value, &path),
             "operator_token_env" => s.operator_token_env = cx.de(value, &path),
+            "tokens_on_loopback" => s.tokens_on_loopback = cx.de(value, &path),
             "state_path" => s.state_path = cx.de(value, &path),
             "nodes_path" => s.nodes_path = cx.de(value, &path),
             "limits" => s.limits = cx.de(value, &path).unwrap_or_default(),
@@ -445,6 +448,7 @@ fn tokens(
             );
         }
     }
+    config.tokens_on_loopback = s.tokens_on_loopback.unwrap_or(false);
     if let Some(name) = &s.operator_token_env {
         config.operator_token = cx.secret_env(&FieldPath::key("operator_token_env"), name, get);
     }
@@ -504,6 +508,11 @@ fn timeouts(cx: &mut Ctx, raw: RawTimeouts) -> Timeouts {
             d.stream_total,
         ),
         queue_wait: raw.queue_wait.map_or(d.queue_wait, |Dur(w)| w),
+        shutdown_grace: cx.positive(
+            &section.then("shutdown_grace"),
+            raw.shutdown_grace,
+            d.shutdown_grace,
+        ),
     };
     if t.ttft > t.attempt {
         cx.error(

@@ -157,6 +157,9 @@ pub struct Timeouts {
     /// Longest wait in the admission queue; 0 disables waiting
     /// (`queue_wait`, default 5 s; router `queue_wait`).
     pub queue_wait: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight calls may take to finish
+    /// before their connections are cut (`shutdown_grace`, default 30 s).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Timeouts {
@@ -167,6 +170,7 @@ impl Default for Timeouts {
             ttft: Duration::from_secs(30),
             stream_total: Duration::from_secs(600),
             queue_wait: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -209,6 +213,44 @@ pub struct NodeConfig {
     pub line: Option<usize>,
 }
 
+impl NodeConfig {
+    /// A node on a loopback address, built in code rather than read from a
+    /// file (the simulated nodes of `drover serve --demo`, tests): every
+    /// capability but vision, weight 1, no key.
+    pub fn local(
+        name: &str,
+        kind: NodeKind,
+        addr: SocketAddr,
+        max_concurrency: u16,
+        models: Vec<String>,
+        model_aliases: BTreeMap<String, String>,
+    ) -> NodeConfig {
+        NodeConfig {
+            name: name.to_owned(),
+            kind,
+            base_url: NodeUrl {
+                scheme_https: false,
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                addr: Some(addr),
+                base_path: String::new(),
+                public: false,
+            },
+            max_concurrency,
+            weight: 1,
+            capabilities: vec!["chat".into(), "stream".into(), "embed".into()],
+            models,
+            model_aliases,
+            api_key: None,
+            tags: Vec::new(),
+            send_auth: false,
+            origin: PathBuf::from(DEFAULT_ORIGIN),
+            index: 0,
+            line: None,
+        }
+    }
+}
+
 /// Everything `drover serve` is configured with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatewayConfig {
@@ -220,6 +262,11 @@ pub struct GatewayConfig {
     /// Token the operator endpoints require besides loopback
     /// (`operator_token_env`).
     pub operator_token: Option<Secret>,
+    /// Require client tokens from loopback clients too
+    /// (`tokens_on_loopback`, default false). Turn it on when a local
+    /// reverse proxy (TLS terminator) forwards remote clients, which then
+    /// all arrive from loopback.
+    pub tokens_on_loopback: bool,
     /// Size limits and the header timeout.
     pub limits: Limits,
     /// Timeouts.
@@ -263,6 +310,7 @@ impl GatewayConfig {
             listen: DEFAULT_LISTEN,
             client_tokens: Vec::new(),
             operator_token: None,
+            tokens_on_loopback: false,
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             router: RouterConfig::default(),

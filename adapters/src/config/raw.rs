@@ -167,6 +167,7 @@ pub(super) struct RawTimeouts {
     pub ttft: Option<Dur>,
     pub stream_total: Option<Dur>,
     pub queue_wait: Option<Dur>,
+    pub shutdown_grace: Option<Dur>,
 }
 
 /// `[pools]`.

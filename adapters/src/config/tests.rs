@@ -231,6 +231,7 @@ fn every_key_is_read() {
             ttft: Duration::from_millis(1500),
             stream_total: Duration::from_secs(3600),
             queue_wait: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(30),
         }
     );
     let r = c.router;
@@ -555,7 +556,7 @@ weight = 0
         [
             "conf/drover.toml:1: field `listen`: `nope` is not an address like 127.0.0.1:8080 or [::1]:8080",
             "conf/drover.toml:2: field `bogus`: unknown key `bogus`; expected one of listen, \
-             client_tokens, client_tokens_env, operator_token_env, state_path, nodes_path, limits, \
+             tokens_on_loopback, client_tokens, client_tokens_env, operator_token_env, state_path, nodes_path, limits, \
              timeouts, pools, routing, url_policy, nodes",
             "conf/drover.toml:4: field `limits.max_body_bytes`: must be from 1 to 1073741824, found 0",
             "conf/drover.toml:5: field `limits.max_headers`: invalid type: string \"many\", expected u64",

@@ -185,7 +185,12 @@ fn upstream_error_message(body: &[u8]) -> String {
         }
     }
     let text = String::from_utf8_lossy(body);
-    text.lines().next().unwrap_or("").chars().take(512).collect()
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(512)
+        .collect()
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ pub(crate) type GwHandle = CallHandle<MAX_NODES, MAX_CALLS, MAX_QUEUED>;
 type AttemptFuture = Pin<Box<dyn Future<Output = AttemptMsg> + Send>>;
 
 /// How a call answers its client.
+#[allow(clippy::large_enum_variant)] // one per call, moved once; boxing would cost an allocation
 pub(crate) enum Reply {
     /// A whole non-streamed answer (status 200).
     Full(Bytes),
@@ -99,7 +100,10 @@ pub(crate) async fn drive(
         let now = gw.now();
         match h.poll(now) {
             Action::Send {
-                attempt, node, model, ..
+                attempt,
+                node,
+                model,
+                ..
             } => {
                 let name = model
                     .and_then(|m| gw.model_name(m))
@@ -241,7 +245,9 @@ pub(crate) fn error_of(outcome: Outcome, client_error: Option<(u16, String)>) ->
             ..
         } => {
             let message = match client_error {
-                Some((_, m)) if !m.is_empty() => format!("the model server refused the request: {m}"),
+                Some((_, m)) if !m.is_empty() => {
+                    format!("the model server refused the request: {m}")
+                }
                 _ => format!("the model server refused the request with status {status}"),
             };
             CallError {

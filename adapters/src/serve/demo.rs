@@ -50,7 +50,14 @@ impl DemoNodes {
             .map(|(name, kind, server)| {
                 let mut aliases = BTreeMap::new();
                 aliases.insert(DEMO_ALIAS.to_owned(), DEMO_MODEL.to_owned());
-                NodeConfig::local(name, *kind, server.addr(), 4, vec![DEMO_MODEL.to_owned()], aliases)
+                NodeConfig::local(
+                    name,
+                    *kind,
+                    server.addr(),
+                    4,
+                    vec![DEMO_MODEL.to_owned()],
+                    aliases,
+                )
             })
             .collect()
     }

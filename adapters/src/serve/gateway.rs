@@ -107,9 +107,9 @@ impl std::error::Error for BuildError {}
 impl Gateway {
     /// Builds the router and the upstream table from `cfg`.
     pub fn build(cfg: GatewayConfig, rt: &Runtime, demo: bool) -> Result<Gateway, BuildError> {
-        let mut router: Box<GwRouter> = Box::new(
-            GwRouter::new(cfg.router, seed()).map_err(|e| BuildError::Router(e.to_string()))?,
-        );
+        let rc = cfg.router_config().map_err(BuildError::Config)?;
+        let mut router: Box<GwRouter> =
+            Box::new(GwRouter::new(rc, seed()).map_err(|e| BuildError::Router(e.to_string()))?);
         let specs = cfg
             .node_specs(router.catalog_mut())
             .map_err(BuildError::Config)?;
@@ -186,7 +186,10 @@ impl Gateway {
 
     /// How to reach `node`, if it exists.
     pub fn upstream(&self, node: NodeId) -> Option<Upstream> {
-        let table = self.upstreams.read().unwrap_or_else(PoisonError::into_inner);
+        let table = self
+            .upstreams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         table.get(usize::from(node.0)).cloned().flatten()
     }
 

@@ -159,7 +159,7 @@ pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Respo
 
 /// Checks the client token rule.
 fn client_auth<B>(gw: &Gateway, req: &http::Request<B>, peer: IpAddr) -> Result<(), HttpError> {
-    if gw.cfg.client_tokens.is_empty() || peer.is_loopback() {
+    if gw.cfg.client_tokens.is_empty() || (peer.is_loopback() && !gw.cfg.tokens_on_loopback) {
         return Ok(());
     }
     match bearer(req.headers()) {
@@ -347,16 +347,14 @@ async fn other(
 ) -> Response<GwBody> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let catalog = |front: Front| -> Result<(), Response<GwBody>> {
-        client_auth(gw, &req, peer).map_err(|e| error(front, e))
-    };
+    let catalog = |front: Front| client_auth(gw, &req, peer).map_err(|e| (front, e));
     match (method, path.as_str()) {
         (Method::GET, "/v1/models") => match catalog(Front::OpenAi) {
-            Err(r) => r,
+            Err((f, e)) => error(f, e),
             Ok(()) => json_response(StatusCode::OK, wire::models_openai(&gw.client_models())),
         },
         (Method::GET, "/api/tags") => match catalog(Front::Ollama) {
-            Err(r) => r,
+            Err((f, e)) => error(f, e),
             Ok(()) => json_response(StatusCode::OK, wire::tags_ollama(&gw.client_models())),
         },
         (Method::GET | Method::HEAD, "/api/version") => {

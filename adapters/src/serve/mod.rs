@@ -75,7 +75,9 @@ impl Running {
     /// Waits until the gateway stops by itself (a signal).
     pub fn join(&mut self) -> Result<(), String> {
         match self.thread.take() {
-            Some(t) => t.join().map_err(|_| "the gateway thread panicked".to_owned())?,
+            Some(t) => t
+                .join()
+                .map_err(|_| "the gateway thread panicked".to_owned())?,
             None => Ok(()),
         }
     }
@@ -115,7 +117,11 @@ pub fn start(mut cfg: GatewayConfig, opts: &ServeOptions) -> Result<Running, Str
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = Runtime::new(threads).map_err(|e| format!("runtime: {e}"))?;
     let mut gw = Gateway::build(cfg, &rt, opts.demo).map_err(|e| e.to_string())?;
-    gw.state_path = if opts.demo { None } else { opts.state.clone().or_else(|| gw.cfg.state_path.clone()) };
+    gw.state_path = if opts.demo {
+        None
+    } else {
+        opts.state.clone().or_else(|| gw.cfg.state_path.clone())
+    };
     let gw = Arc::new(gw);
     if let Some(p) = &gw.state_path {
         let st = state::load(p)?;
@@ -126,7 +132,7 @@ pub fn start(mut cfg: GatewayConfig, opts: &ServeOptions) -> Result<Running, Str
         max_headers: gw.cfg.limits.max_headers,
         max_header_bytes: gw.cfg.limits.max_header_bytes,
         keep_alive: true,
-        shutdown_grace: gw.cfg.limits.shutdown_grace,
+        shutdown_grace: gw.cfg.timeouts.shutdown_grace,
     };
     let server = Server::bind(gw.cfg.listen, server_cfg)
         .map_err(|e| format!("cannot listen on {}: {e}", gw.cfg.listen))?;
@@ -231,7 +237,11 @@ pub fn init_logging() {
 
 fn print_banner(r: &Running, opts: &ServeOptions) {
     let gw = &r.gateway;
-    let mut s = format!("drover {} listening on http://{}\n", env!("CARGO_PKG_VERSION"), r.addr);
+    let mut s = format!(
+        "drover {} listening on http://{}\n",
+        env!("CARGO_PKG_VERSION"),
+        r.addr
+    );
     if opts.demo {
         s.push_str(
             "DEMO MODE: the nodes below are SIMULATED in this process (fake tokens, no model).\n",

@@ -36,7 +36,10 @@ use crate::wire::Front;
 
 /// True for paths served by [`handle`].
 pub fn is_operator_path(p: &str) -> bool {
-    p == "/metrics" || p == "/nodes" || p.starts_with("/nodes/") || p == "/route/preview"
+    p == "/metrics"
+        || p == "/nodes"
+        || p.starts_with("/nodes/")
+        || p == "/route/preview"
         || p.starts_with("/trace/")
 }
 
@@ -77,9 +80,15 @@ pub async fn handle(
         }
         (&Method::GET, "/nodes") => {
             let mut out = String::new();
-            let modes = gw.modes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-            gw.router.with(|r| ops::nodes_json(r, now, &mut out));
-            Ok(json_response(StatusCode::OK, with_reasons(&out, &modes)))
+            let modes = gw
+                .modes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let reason = |n: &str| modes.get(n).map(|m| m.reason.as_str());
+            gw.router
+                .with(|r| ops::nodes_json_with_reasons(r, now, &reason, &mut out));
+            Ok(json_response(StatusCode::OK, out))
         }
         (&Method::POST, p) if p.starts_with("/nodes/") && p.ends_with("/mode") => {
             let name = &p["/nodes/".len()..p.len() - "/mode".len()];
@@ -104,7 +113,9 @@ pub async fn handle(
                         Err(HttpError::new(
                             StatusCode::NOT_FOUND,
                             "trace_not_found",
-                            format!("no decision events for trace {id} (the ring keeps the most recent ones)"),
+                            format!(
+                                "no decision events for trace {id} (the ring keeps the most recent ones)"
+                            ),
                         ))
                     }
                 }
@@ -119,23 +130,6 @@ pub async fn handle(
     result.unwrap_or_else(|e| error(Front::OpenAi, e))
 }
 
-/// Adds each node's mode reason to the `/nodes` JSON.
-fn with_reasons(json: &str, modes: &std::collections::BTreeMap<String, ModeRecord>) -> String {
-    let Ok(mut v) = serde_json::from_str::<Value>(json) else {
-        return json.to_owned();
-    };
-    if let Some(nodes) = v.get_mut("nodes").and_then(Value::as_array_mut) {
-        for n in nodes {
-            let name = n.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
-            if let Some(obj) = n.as_object_mut() {
-                let reason = modes.get(&name).map(|m| m.reason.clone()).unwrap_or_default();
-                obj.insert("mode_reason".into(), Value::String(reason));
-            }
-        }
-    }
-    v.to_string()
-}
-
 async fn set_mode(
     gw: &Arc<Gateway>,
     name: &str,
@@ -143,10 +137,14 @@ async fn set_mode(
 ) -> Result<Response<GwBody>, HttpError> {
     let body = read_body(gw, req).await?;
     let bad = |field: &str, why: String| {
-        HttpError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("field `{field}`: {why}"))
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("field `{field}`: {why}"),
+        )
     };
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| bad("body", format!("not valid JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad("body", format!("not valid JSON: {e}")))?;
     let mode = match v.get("mode") {
         None => return Err(bad("mode", "missing (enabled, drain or disabled)".into())),
         Some(Value::String(s)) => match s.as_str() {
@@ -181,9 +179,20 @@ async fn set_mode(
     gw.modes
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(name.to_owned(), ModeRecord { mode, reason: reason.clone() });
+        .insert(
+            name.to_owned(),
+            ModeRecord {
+                mode,
+                reason: reason.clone(),
+            },
+        );
     gw.deliver_wakeups();
-    tracing::info!(node = name, ?mode, reason = reason.as_str(), "node mode set by operator");
+    tracing::info!(
+        node = name,
+        ?mode,
+        reason = reason.as_str(),
+        "node mode set by operator"
+    );
     if let Some(path) = &gw.state_path {
         if let Err(e) = state::save(gw, path) {
             tracing::warn!("could not save the state file: {e}");
@@ -212,7 +221,11 @@ async fn preview(
 ) -> Result<Response<GwBody>, HttpError> {
     let body = read_body(gw, req).await?;
     let bad = |field: &str, why: String| {
-        HttpError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("field `{field}`: {why}"))
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("field `{field}`: {why}"),
+        )
     };
     let v: Value = if body.is_empty() {
         Value::Object(serde_json::Map::new())
@@ -252,7 +265,8 @@ async fn preview(
     }
     let now = gw.now();
     let mut out = String::new();
-    gw.router.with(|r| ops::preview_json(r, &query, now, &mut out));
+    gw.router
+        .with(|r| ops::preview_json(r, &query, now, &mut out));
     Ok(json_response(StatusCode::OK, out))
 }
 
@@ -262,21 +276,17 @@ mod tests {
 
     #[test]
     fn operator_paths_are_recognised() {
-        for p in ["/metrics", "/nodes", "/nodes/a/mode", "/route/preview", "/trace/00ab"] {
+        for p in [
+            "/metrics",
+            "/nodes",
+            "/nodes/a/mode",
+            "/route/preview",
+            "/trace/00ab",
+        ] {
             assert!(is_operator_path(p), "{p}");
         }
         for p in ["/status", "/v1/models", "/metricsx", "/nodesx"] {
             assert!(!is_operator_path(p), "{p}");
         }
-    }
-
-    #[test]
-    fn reasons_are_added_to_the_nodes_json() {
-        let mut modes = std::collections::BTreeMap::new();
-        modes.insert("a".to_owned(), ModeRecord { mode: Mode::Drain, reason: "upgrade".into() });
-        let out = with_reasons(r#"{"nodes":[{"name":"a"},{"name":"b"}]}"#, &modes);
-        let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["nodes"][0]["mode_reason"], "upgrade");
-        assert_eq!(v["nodes"][1]["mode_reason"], "");
     }
 }

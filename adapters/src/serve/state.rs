@@ -85,12 +85,14 @@ pub fn apply(gw: &Gateway, state: State) -> String {
             }
         }
     }
-    *gw.modes.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = state.modes;
+    *gw.modes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = state.modes;
     let mut restored = String::from("no learned state");
     if !state.learned.is_empty() {
-        match hex_decode(&state.learned).and_then(|b| {
-            Snapshot::<MAX_NODES>::decode(&b).map_err(|e| format!("snapshot: {e}"))
-        }) {
+        match hex_decode(&state.learned)
+            .and_then(|b| Snapshot::<MAX_NODES>::decode(&b).map_err(|e| format!("snapshot: {e}")))
+        {
             Ok(snap) => {
                 let r = gw.router.with_mut(|r| r.restore(&snap, now));
                 restored = format!("learned state restored ({r:?})");
@@ -196,7 +198,11 @@ mod tests {
         assert!(e.contains("state.json:3"), "{e}");
         std::fs::write(&p, r#"{"version":2}"#).unwrap();
         assert!(load(&p).unwrap_err().contains("version 2"));
-        write_atomic(&p, br#"{"version":1,"modes":{"a":{"mode":"Drain","reason":"x"}}}"#).unwrap();
+        write_atomic(
+            &p,
+            br#"{"version":1,"modes":{"a":{"mode":"Drain","reason":"x"}}}"#,
+        )
+        .unwrap();
         let s = load(&p).unwrap();
         assert_eq!(s.modes["a"].mode, Mode::Drain);
         #[cfg(unix)]
