@@ -162,6 +162,15 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
 }
 
+/// Pass-through bytes go out as received, but the parse skips what it does
+/// not need without checking it.
+fn not_utf8(bytes: &[u8]) -> Result<(), InvalidReply> {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(InvalidReply::new("stream data is not UTF-8")),
+    }
+}
+
 fn invalid(e: ParseError) -> InvalidReply {
     InvalidReply::new(e.to_string())
 }
@@ -329,6 +338,7 @@ impl StreamTranslator {
                     upstream_error(&chunk.error)?;
                     match self.mode {
                         Mode::PassSse => {
+                            not_utf8(data)?;
                             self.first_token |= chunk.choices.iter().any(|c| {
                                 let d = c.delta.as_ref();
                                 non_empty(d.and_then(|d| d.content.as_deref())).is_some()
@@ -379,6 +389,7 @@ impl StreamTranslator {
             upstream_error(&reply.error)?;
             match self.mode {
                 Mode::PassNdjson => {
+                    not_utf8(line)?;
                     let msg = reply.message.as_ref();
                     self.first_token |= non_empty(msg.and_then(|m| m.content.as_deref())).is_some()
                         || non_empty(msg.and_then(|m| m.thinking.as_deref())).is_some()

@@ -435,6 +435,14 @@ fn garbage_error_objects_and_overlong_lines_are_invalid() {
         let reason = r.expect_err(input).reason;
         assert!(reason.contains(want), "{input:?}: {reason}");
     }
+    let (_, r) = all_splits(
+        &chat,
+        OpenAiCompat,
+        b"data: {\"choices\":[],\"x\":\"\xff\"}\n\n",
+    );
+    assert!(r.expect_err("not UTF-8").reason.contains("UTF-8"));
+    let (_, r) = all_splits(&ollama, Ollama, b"{\"x\":\"\xe2\x82\"}\n");
+    assert!(r.expect_err("not UTF-8").reason.contains("UTF-8"));
     let long = format!("{{\"message\":{{\"content\":\"{}\"}}}}\n", "x".repeat(5000));
     let (out, r) = drive(&ollama, Ollama, &[long.as_bytes()]);
     assert!(out.is_empty());
