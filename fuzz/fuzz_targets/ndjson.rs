@@ -112,7 +112,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(parse(max, &split), whole);
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
     assert_eq!(parse(max, &bytes), whole);
-    for endpoint in [Endpoint::ChatCompletions, Endpoint::OllamaChat, Endpoint::OllamaGenerate] {
+    for endpoint in [
+        Endpoint::ChatCompletions,
+        Endpoint::OllamaChat,
+        Endpoint::OllamaGenerate,
+    ] {
         assert_eq!(translate(endpoint, &[input]), translate(endpoint, &split));
     }
 });

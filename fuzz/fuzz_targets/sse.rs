@@ -149,7 +149,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(joined, input);
         }
     }
-    for endpoint in [Endpoint::ChatCompletions, Endpoint::OllamaChat, Endpoint::OllamaGenerate] {
+    for endpoint in [
+        Endpoint::ChatCompletions,
+        Endpoint::OllamaChat,
+        Endpoint::OllamaGenerate,
+    ] {
         assert_eq!(translate(endpoint, &[input]), translate(endpoint, &split));
     }
 });
