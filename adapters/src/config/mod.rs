@@ -54,7 +54,7 @@ pub use urlpolicy::{AddrClass, Cidr, NodeUrl, UrlError, UrlPolicy};
 pub const MAX_NODES: usize = 64;
 /// Most permits (admitted calls) of the gateway router (its `C`): the
 /// ceiling of `pools.global`.
-pub const MAX_PERMITS: u32 = 4096;
+pub const MAX_PERMITS: u32 = 16384;
 /// Where the gateway listens by default.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 /// The node of [`GatewayConfig::default_local`]: a local Ollama.

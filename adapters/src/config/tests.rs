@@ -377,8 +377,8 @@ fn every_range_is_checked() {
             "timeouts.connect",
             "cannot be negative",
         ),
-        ("[pools]\nglobal = 0", "pools.global", "from 1 to 4096"),
-        ("[pools]\nglobal = 4097", "pools.global", "from 1 to 4096"),
+        ("[pools]\nglobal = 0", "pools.global", "from 1 to 16384"),
+        ("[pools]\nglobal = 16385", "pools.global", "from 1 to 16384"),
         (
             "[pools]\nglobal = 8\nembed = 9",
             "pools.embed",

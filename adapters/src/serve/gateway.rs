@@ -22,7 +22,7 @@ use crate::ops::GatewayStats;
 /// Nodes one gateway can route to.
 pub const MAX_NODES: usize = 64;
 /// Calls admitted at once (permits).
-pub const MAX_CALLS: usize = 4096;
+pub const MAX_CALLS: usize = 16384;
 /// Calls waiting in the admission queue.
 pub const MAX_QUEUED: usize = 1024;
 
