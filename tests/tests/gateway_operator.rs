@@ -317,9 +317,7 @@ fn a_metadata_service_node_is_refused_at_load_and_start() {
         config: Some(file.clone()),
         ..ServeOptions::default()
     };
-    let err = drover::serve::resolve_config(&opts)
-        .err()
-        .expect("drover serve refuses to start");
+    let err = drover::serve::resolve_config(&opts).expect_err("drover serve refuses to start");
     assert!(
         err.contains("169.254.169.254") || err.contains("link-local"),
         "{err}"

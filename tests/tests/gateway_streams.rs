@@ -132,6 +132,11 @@ fn a_client_leaving_before_the_first_token_releases_its_slot() {
         "released long before the node's 4 s: {:?}",
         left.elapsed()
     );
+    let metrics = get(gw.addr, "/metrics").text();
+    assert!(
+        metrics.contains("\ndrover_client_disconnects_total 1\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
