@@ -85,7 +85,15 @@ pub struct StreamBody {
     deadline: smol::Timer,
     out: Vec<u8>,
     ended: bool,
+    trailing: usize,
 }
+
+/// Most bytes read and discarded after a stream's end marker while waiting
+/// for the upstream's EOF.
+const MAX_TRAILING: usize = 64 * 1024;
+
+/// Most bytes gathered into one chunk for the client.
+const COALESCE_LIMIT: usize = 16 * 1024;
 
 impl StreamBody {
     /// Wraps the stream of `attempt`, whose first bytes are `head`.
@@ -106,71 +114,126 @@ impl StreamBody {
             deadline,
             out: Vec::new(),
             ended: false,
+            trailing: 0,
         }
     }
 
+    /// The next chunk for the client: everything the upstream has ready
+    /// now, translated, in one chunk (so one write), up to
+    /// [`COALESCE_LIMIT`] bytes.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        if let Some(h) = self.head.take() {
-            if !h.is_empty() {
-                return Poll::Ready(Some(h));
-            }
-        }
         if self.ended {
             return Poll::Ready(None);
         }
+        if let Some(h) = self.head.take() {
+            self.out.extend_from_slice(&h);
+        }
         loop {
             if self.rest.done {
-                // The end marker was seen: the answer is complete. Whatever
-                // follows it upstream is not forwarded.
-                return Poll::Ready(self.end(Ok(())));
+                if !self.out.is_empty() {
+                    return Poll::Ready(Some(self.take_out()));
+                }
+                // The end marker was seen: the answer is complete. Report it
+                // now, then read the upstream body to its end (whatever
+                // follows the marker is not forwarded) so that its
+                // connection goes back to the keep-alive pool.
+                if self.handle.is_some() {
+                    let _ = self.end(Ok(()));
+                    self.ended = false;
+                }
+                return self.drain_upstream(cx);
+            }
+            if self.out.len() >= COALESCE_LIMIT {
+                return Poll::Ready(Some(self.take_out()));
             }
             match Pin::new(&mut self.rest.body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    self.out.clear();
                     match self.rest.translator.push(&data, &mut self.out) {
-                        Ok(p) => {
-                            self.rest.done = p.done;
-                            if !self.out.is_empty() {
-                                let chunk = Bytes::copy_from_slice(&self.out);
-                                return Poll::Ready(Some(chunk));
-                            }
-                        }
+                        Ok(p) => self.rest.done = p.done,
                         Err(_) => {
-                            return Poll::Ready(self.end(Err((
+                            return self.fail(
                                 Failure::BrokenStream,
                                 "the model server sent an invalid stream",
-                            ))));
+                            );
                         }
                     }
                 }
                 Poll::Ready(Some(Err(_))) => {
-                    return Poll::Ready(self.end(Err((
+                    return self.fail(
                         Failure::BrokenStream,
                         "the connection to the model server broke mid-stream",
-                    ))));
+                    );
                 }
                 Poll::Ready(None) => {
-                    self.out.clear();
-                    let finished = self.rest.translator.finish(&mut self.out);
-                    let tail = std::mem::take(&mut self.out);
-                    let end = match finished {
-                        Ok(()) => self.end(Ok(())),
-                        Err(_) => self.end(Err((
+                    return match self.rest.translator.finish(&mut self.out) {
+                        Ok(()) => {
+                            let _ = self.end(Ok(()));
+                            Poll::Ready(Some(self.take_out()).filter(|b| !b.is_empty()))
+                        }
+                        Err(_) => self.fail(
                             Failure::BrokenStream,
                             "the model server ended the stream without finishing it",
-                        ))),
+                        ),
                     };
-                    return Poll::Ready(join(tail, end));
+                }
+                Poll::Pending => {
+                    if !self.out.is_empty() {
+                        return Poll::Ready(Some(self.take_out()));
+                    }
+                    if Pin::new(&mut self.deadline).poll(cx).is_ready() {
+                        return self.fail(
+                            Failure::Timeout,
+                            "the stream exceeded the gateway's total time limit",
+                        );
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Ends the stream with an error: what was translated so far, then the
+    /// terminal error event.
+    fn fail(&mut self, failure: Failure, message: &str) -> Poll<Option<Bytes>> {
+        let tail = self.end(Err((failure, message)));
+        if let Some(t) = tail {
+            self.out.extend_from_slice(&t);
+        }
+        Poll::Ready(Some(self.take_out()).filter(|b| !b.is_empty()))
+    }
+
+    fn take_out(&mut self) -> Bytes {
+        let b = Bytes::copy_from_slice(&self.out);
+        self.out.clear();
+        b
+    }
+
+    /// After the end marker: waits for the upstream's EOF, discarding at
+    /// most [`MAX_TRAILING`] bytes, so its connection can be reused.
+    fn drain_upstream(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        loop {
+            match Pin::new(&mut self.rest.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let n = frame.data_ref().map_or(0, Bytes::len);
+                    self.trailing += n;
+                    if self.trailing > MAX_TRAILING {
+                        // Not worth keeping: the connection is dropped with
+                        // the body.
+                        self.ended = true;
+                        return Poll::Ready(None);
+                    }
+                }
+                Poll::Ready(Some(Err(_)) | None) => {
+                    self.ended = true;
+                    return Poll::Ready(None);
                 }
                 Poll::Pending => {
                     if Pin::new(&mut self.deadline).poll(cx).is_ready() {
-                        return Poll::Ready(self.end(Err((
-                            Failure::Timeout,
-                            "the stream exceeded the gateway's total time limit",
-                        ))));
+                        self.ended = true;
+                        return Poll::Ready(None);
                     }
                     return Poll::Pending;
                 }
@@ -210,21 +273,9 @@ impl StreamBody {
     }
 }
 
-fn join(a: Vec<u8>, b: Option<Bytes>) -> Option<Bytes> {
-    match (a.is_empty(), b) {
-        (true, b) => b,
-        (false, None) => Some(Bytes::from(a)),
-        (false, Some(b)) => {
-            let mut v = a;
-            v.extend_from_slice(&b);
-            Some(Bytes::from(v))
-        }
-    }
-}
-
 impl Drop for StreamBody {
     fn drop(&mut self) {
-        if !self.ended {
+        if self.handle.is_some() {
             // The client went away mid-stream: the handle's own drop reports
             // ClientCancelled; count it and free queued calls it unblocks.
             self.gw.stats.record_client_disconnect();

@@ -270,7 +270,11 @@ async fn inference(
         Err(e) => return error(front, e),
     };
     let inb = match wire::decode(ep, &body) {
-        Ok(i) => i,
+        Ok(mut i) => {
+            // Names translated replies (`chatcmpl-<trace>`).
+            i.call_id = trace.0;
+            i
+        }
         Err(e) => {
             gw.stats.record_rejection("bad_request");
             return error(

@@ -7,6 +7,7 @@
 //! still counts. Chunking never changes the result. Cost: one copy of the
 //! input into the parser's buffer, one scan per byte.
 
+use super::sse::find_eol;
 use super::{DEFAULT_MAX_LINE, ParseError};
 
 /// The incremental JSON-lines splitter: [`feed`](NdjsonParser::feed) bytes
@@ -76,7 +77,7 @@ impl NdjsonParser {
         };
         loop {
             let rest = &self.buf[self.start..];
-            let (line, next) = match rest[self.scanned..].iter().position(|&b| b == b'\n') {
+            let (line, next) = match find_eol(&rest[self.scanned..], false) {
                 Some(i) => (self.scanned + i, self.start + self.scanned + i + 1),
                 None if self.eof && !rest.is_empty() => (rest.len(), self.buf.len()),
                 None => {

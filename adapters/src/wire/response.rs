@@ -90,6 +90,10 @@ fn pass<'a, T: Deserialize<'a>>(
     why: &str,
 ) -> Result<Vec<u8>, InvalidReply> {
     let reply: T = parse(upstream)?;
+    // Skipped parts are not checked by the parse; the bytes go out as they are.
+    if std::str::from_utf8(upstream).is_err() {
+        return Err(InvalidReply::new("reply is not UTF-8"));
+    }
     if !ok(&reply) {
         return Err(InvalidReply::new(why));
     }

@@ -248,6 +248,9 @@ fn invalid_replies_are_reported() {
         (&ol_emb, OpenAiCompat, br#"{"data":[{"embedding":"AAAA"}]}"#),
         (&ol_legacy, Ollama, br#"{"embeddings":[[1]]}"#),
         (&ol_legacy, OpenAiCompat, br#"{"data":[]}"#),
+        // Invalid UTF-8 inside a part the pass-through check skips.
+        (&oa_chat, OpenAiCompat, b"{\"choices\":[{\"x\":\"\xff\"}]}"),
+        (&ol_emb, Ollama, b"{\"embeddings\":[],\"x\":\"\xc3\"}"),
     ];
     for (inb, kind, up) in cases {
         let reason = invalid(inb, *kind, up);

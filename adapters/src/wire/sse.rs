@@ -16,6 +16,35 @@
 
 use super::{DEFAULT_MAX_LINE, ParseError};
 
+/// The index of the first `\n` (or, with `cr`, `\r`) in `b`: eight bytes
+/// at a time with the "has zero byte" bit trick (exact for the lowest
+/// match, which is the one taken).
+pub(crate) fn find_eol(b: &[u8], cr: bool) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let mut words = b.chunks_exact(8);
+    let mut i = 0;
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let w = u64::from_le_bytes(a);
+        let mut hits = zero(w ^ (LO * u64::from(b'\n')));
+        if cr {
+            hits |= zero(w ^ (LO * u64::from(b'\r')));
+        }
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&c| c == b'\n' || (cr && c == b'\r'))
+        .map(|p| i + p)
+}
+
 /// One item of an event stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SseItem<'a> {
@@ -140,7 +169,7 @@ impl SseParser {
         }
         loop {
             let rest = &self.buf[self.pos..];
-            let found = rest.iter().position(|&b| b == b'\n' || b == b'\r');
+            let found = find_eol(rest, true);
             let (len, term) = match found {
                 Some(i) if rest[i] == b'\n' => (i, 1),
                 Some(i) if i + 1 < rest.len() => (i, 1 + usize::from(rest[i + 1] == b'\n')),
@@ -319,6 +348,28 @@ mod tests {
 
     fn data(d: &str, raw: &str) -> Owned {
         Owned::Data(d.into(), raw.into())
+    }
+
+    #[test]
+    fn find_eol_matches_a_plain_search() {
+        let mut buf = [b'a'; 40];
+        for at in 0..40 {
+            for (byte, cr) in [(b'\n', false), (b'\n', true), (b'\r', true), (b'\r', false)] {
+                buf[at] = byte;
+                let want = buf.iter().position(|&c| c == b'\n' || (cr && c == b'\r'));
+                for start in 0..at.min(9) {
+                    let got = find_eol(&buf[start..], cr);
+                    assert_eq!(got, want.map(|w| w - start), "at {at} from {start}");
+                }
+                buf[at] = b'a';
+            }
+        }
+        assert_eq!(find_eol(b"", true), None);
+        // Bytes that differ from the target by a borrow (0x0b, 0x8a, 0x0e).
+        assert_eq!(
+            find_eol(b"\x0b\x8a\x0e\x8d\x0b\x0b\x0b\x0b\x0b\n", true),
+            Some(9)
+        );
     }
 
     #[test]

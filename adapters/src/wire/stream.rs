@@ -27,12 +27,12 @@
 //! `stream_options.include_usage`. Only the first choice of an OpenAI chunk
 //! is translated.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::response::{
-    OllamaReply, OpenAiReply, Usage, done_reason, finish_reason, tool_call_to_ollama,
-    tool_calls_to_openai, upstream_error,
+    OllamaReply, OpenAiReply, UpstreamError, Usage, done_reason, finish_reason,
+    tool_call_to_ollama, tool_calls_to_openai, upstream_error,
 };
 use super::{DEFAULT_MAX_LINE, Endpoint, Front, Inbound, InvalidReply, json as j};
 use super::{NdjsonParser, ParseError, SseItem, SseParser};
@@ -160,6 +160,33 @@ struct LineOut<'a> {
 
 fn non_empty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
+}
+
+/// Pass-through bytes go out as received, but the parse skips what it does
+/// not need without checking it.
+fn not_utf8(bytes: &[u8]) -> Result<(), InvalidReply> {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(InvalidReply::new("stream data is not UTF-8")),
+    }
+}
+
+/// What a pass-through stream needs from an event or line once the first
+/// token was seen.
+#[derive(Deserialize)]
+struct Light<'a> {
+    #[serde(default)]
+    done: bool,
+    #[serde(default, borrow)]
+    error: Option<UpstreamError<'a>>,
+}
+
+/// Stream events and lines must be JSON objects.
+fn object(bytes: &[u8]) -> Result<(), InvalidReply> {
+    match bytes.trim_ascii_start().first() {
+        Some(b'{') => Ok(()),
+        _ => Err(InvalidReply::new("stream data is not a JSON object")),
+    }
 }
 
 fn invalid(e: ParseError) -> InvalidReply {
@@ -324,11 +351,23 @@ impl StreamTranslator {
                     }
                 }
                 Some(SseItem::Data { data, raw }) => {
+                    object(data)?;
+                    if self.mode == Mode::PassSse && self.first_token {
+                        // Past the first token only the end, errors and
+                        // validity matter: a cheaper parse.
+                        let light: Light<'_> =
+                            serde_json::from_slice(data).map_err(|e| bad_json("event", &e))?;
+                        upstream_error(&light.error)?;
+                        not_utf8(data)?;
+                        self.pass_sse(data, raw, out);
+                        continue;
+                    }
                     let chunk: OpenAiReply<'_> =
                         serde_json::from_slice(data).map_err(|e| bad_json("event", &e))?;
                     upstream_error(&chunk.error)?;
                     match self.mode {
                         Mode::PassSse => {
+                            not_utf8(data)?;
                             self.first_token |= chunk.choices.iter().any(|c| {
                                 let d = c.delta.as_ref();
                                 non_empty(d.and_then(|d| d.content.as_deref())).is_some()
@@ -374,11 +413,23 @@ impl StreamTranslator {
             let Some(line) = p.next_line().map_err(invalid)? else {
                 break;
             };
+            object(line)?;
+            if self.mode == Mode::PassNdjson && self.first_token {
+                let light: Light<'_> =
+                    serde_json::from_slice(line).map_err(|e| bad_json("line", &e))?;
+                upstream_error(&light.error)?;
+                not_utf8(line)?;
+                j::write_with_model(line, &self.quoted_model, out);
+                out.push(b'\n');
+                self.done = light.done;
+                continue;
+            }
             let reply: OllamaReply<'_> =
                 serde_json::from_slice(line).map_err(|e| bad_json("line", &e))?;
             upstream_error(&reply.error)?;
             match self.mode {
                 Mode::PassNdjson => {
+                    not_utf8(line)?;
                     let msg = reply.message.as_ref();
                     self.first_token |= non_empty(msg.and_then(|m| m.content.as_deref())).is_some()
                         || non_empty(msg.and_then(|m| m.thinking.as_deref())).is_some()

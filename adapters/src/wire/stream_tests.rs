@@ -391,7 +391,37 @@ fn garbage_error_objects_and_overlong_lines_are_invalid() {
             "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {not json\n\n",
             "bad event",
         ),
-        (&chat, OpenAiCompat, "data: 42\n\n", "bad event"),
+        (&chat, OpenAiCompat, "data: 42\n\n", "not a JSON object"),
+        (
+            &chat,
+            OpenAiCompat,
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: [true]\n\n",
+            "not a JSON object",
+        ),
+        (
+            &chat,
+            OpenAiCompat,
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[]\n\n",
+            "bad event",
+        ),
+        (
+            &chat,
+            OpenAiCompat,
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":\"late\"}\n\n",
+            "upstream error: late",
+        ),
+        (
+            &ollama,
+            Ollama,
+            "{\"message\":{\"content\":\"a\"}}\n{\"done\":\"yes\"}\n",
+            "bad line",
+        ),
+        (
+            &ollama,
+            Ollama,
+            "{\"message\":{\"content\":\"a\"}}\n{\"error\":\"late\"}\n",
+            "upstream error: late",
+        ),
         (
             &chat,
             OpenAiCompat,
@@ -408,9 +438,15 @@ fn garbage_error_objects_and_overlong_lines_are_invalid() {
             &ollama,
             Ollama,
             "{\"message\":{\"content\":\"a\"}}\nnot json\n",
+            "not a JSON object",
+        ),
+        (
+            &ollama,
+            Ollama,
+            "{\"message\":{\"content\":\"a\"}}\n{not json\n",
             "bad line",
         ),
-        (&ollama, Ollama, "[1,2]\n", "bad line"),
+        (&ollama, Ollama, "[1,2]\n", "not a JSON object"),
         (
             &ollama,
             Ollama,
@@ -435,6 +471,14 @@ fn garbage_error_objects_and_overlong_lines_are_invalid() {
         let reason = r.expect_err(input).reason;
         assert!(reason.contains(want), "{input:?}: {reason}");
     }
+    let (_, r) = all_splits(
+        &chat,
+        OpenAiCompat,
+        b"data: {\"choices\":[],\"x\":\"\xff\"}\n\n",
+    );
+    assert!(r.expect_err("not UTF-8").reason.contains("UTF-8"));
+    let (_, r) = all_splits(&ollama, Ollama, b"{\"x\":\"\xe2\x82\"}\n");
+    assert!(r.expect_err("not UTF-8").reason.contains("UTF-8"));
     let long = format!("{{\"message\":{{\"content\":\"{}\"}}}}\n", "x".repeat(5000));
     let (out, r) = drive(&ollama, Ollama, &[long.as_bytes()]);
     assert!(out.is_empty());
