@@ -300,10 +300,45 @@ fn a_garbage_reply_fails_over_whole_and_streamed() {
     assert_eq!(junk.requests().outcome(Outcome::Garbage), 2);
 }
 
-/// A stream that breaks after its first tokens, through one front.
-fn broken_stream(path: &str, body: &Value) -> (Reply, Duration, Running, FakeServer) {
+#[test]
+fn a_hung_node_times_out_and_fails_over() {
+    let hung = fake_with(NodeKind::Ollama, &[MODEL], failing(Fail::Hang));
+    let good = fake(NodeKind::OpenAiCompat, &[MODEL]);
+    let mut cfg = two_nodes(&hung, &good);
+    cfg.timeouts.attempt = ms(400);
+    let gw = start(cfg);
+    let mut timed_out = 0;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let id = chat_ok(&gw);
+        let took = t0.elapsed();
+        let events = trace(&gw, &id);
+        assert_eq!(succeeded_on(&events), "good");
+        if failures_on(&events, "bad") == ["timeout"] {
+            assert!(took >= ms(380) && took < ms(1500), "{took:?}");
+            timed_out += 1;
+        }
+    }
+    assert!(
+        timed_out >= 1,
+        "the hung node was tried first at least once"
+    );
+    assert_eq!(hung.requests().outcome(Outcome::Hang), timed_out);
+    wait_until(ms(2000), "the hung requests to be abandoned", || {
+        hung.requests().cancelled == timed_out
+    });
+    assert_eq!(in_flight(&gw, "bad"), 0);
+}
+
+/// A stream from a `kind` node that breaks after its first tokens,
+/// through one front.
+fn broken_stream(
+    kind: NodeKind,
+    path: &str,
+    body: &Value,
+) -> (Reply, Duration, Running, FakeServer) {
     let node = fake_with(
-        NodeKind::Ollama,
+        kind,
         &[MODEL],
         Behaviour {
             token_interval: ms(20),
@@ -334,7 +369,11 @@ fn assert_charged_broken(gw: &Running, node: &FakeServer, id: &str) {
 
 #[test]
 fn a_stream_broken_mid_way_ends_with_an_sse_error_event_then_done() {
-    let (r, took, gw, node) = broken_stream("/v1/chat/completions", &chat_body(MODEL, Some(true)));
+    let (r, took, gw, node) = broken_stream(
+        NodeKind::Ollama,
+        "/v1/chat/completions",
+        &chat_body(MODEL, Some(true)),
+    );
     assert!(took < ms(2000), "no hang: {took:?}");
     let events = sse_events(&r.body);
     let (last, tokens) = events.split_last().unwrap();
@@ -355,7 +394,8 @@ fn a_stream_broken_mid_way_ends_with_an_sse_error_event_then_done() {
 
 #[test]
 fn a_stream_broken_mid_way_ends_with_an_ndjson_error_line() {
-    let (r, took, gw, node) = broken_stream("/api/chat", &chat_body(MODEL, None));
+    let (r, took, gw, node) =
+        broken_stream(NodeKind::OpenAiCompat, "/api/chat", &chat_body(MODEL, None));
     assert!(took < ms(2000), "no hang: {took:?}");
     let lines = ndjson(&r.body);
     let (last, tokens) = lines.split_last().unwrap();
