@@ -306,7 +306,13 @@ async fn inference(
     query.prefix = prefix_key(&inb.prefix_blocks, gw.cfg.router.affinity.prefix_key_blocks);
     let payload = u32::try_from(body.len()).unwrap_or(u32::MAX);
     let inb = Arc::new(inb);
-    match call::drive(gw, inb.clone(), query, trace, payload).await {
+    let mut left_early = LeftEarly {
+        gw,
+        answered: false,
+    };
+    let reply = call::drive(gw, inb.clone(), query, trace, payload).await;
+    left_early.answered = true;
+    match reply {
         Reply::Full(b) => json_response(StatusCode::OK, b),
         Reply::Stream {
             head,
@@ -331,6 +337,23 @@ async fn inference(
                 gw.stats.record_rejection(e.code);
             }
             error(front, e.into())
+        }
+    }
+}
+
+/// Counts a client that went away before its answer started: hyper then
+/// drops the request future (and the call handle in it cancels the call)
+/// while this guard is not yet `answered`. After that, a disconnect is
+/// counted by the [`StreamBody`].
+struct LeftEarly<'a> {
+    gw: &'a Gateway,
+    answered: bool,
+}
+
+impl Drop for LeftEarly<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.gw.stats.record_client_disconnect();
         }
     }
 }

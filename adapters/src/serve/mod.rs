@@ -136,7 +136,10 @@ pub fn start(mut cfg: GatewayConfig, opts: &ServeOptions) -> Result<Running, Str
     let gw = Arc::new(gw);
     if let Some(p) = &gw.state_path {
         let st = state::load(p)?;
-        tracing::info!("state {}: {}", p.display(), state::apply(&gw, st));
+        // Not inside the log macro: its arguments are only evaluated when
+        // the level is enabled (DROVER_LOG=warn, or no subscriber at all).
+        let applied = state::apply(&gw, st);
+        tracing::info!("state {}: {applied}", p.display());
     }
     let server_cfg = ServerConfig {
         header_timeout: gw.cfg.limits.header_timeout,
