@@ -1,0 +1,211 @@
+//! Memory of many open streams: how much RSS a `drover serve` process needs
+//! per streamed call that is in progress.
+//!
+//! ```text
+//! cargo build --release -p drover -p drover-benches --bin open_streams --bin drover
+//! target/release/open_streams --streams 9000
+//! ```
+//!
+//! It starts a slow fake OpenAI upstream in a child process (one token every
+//! 500 ms), a drover gateway configured for it, and then opens `--streams`
+//! client connections, each sending a streamed chat request. Once every
+//! stream has delivered its first token (so every call holds a client
+//! connection, an upstream connection, a permit and a node slot), it reads
+//! drover's VmRSS and VmHWM from `/proc/PID/status`, then closes everything.
+//!
+//! Each stream costs drover two file descriptors (client and upstream), so
+//! the process's open-file limit caps the count: `ulimit -n` must exceed
+//! twice `--streams`.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drover::fake::{Behaviour, FakeServer, FakeSpec};
+use drover_benches::gateway::procinfo;
+use drover_core::node::NodeKind;
+
+const HELP: &str = "open_streams: drover's RSS with many streams open at once
+
+USAGE: open_streams [--streams N] [--drover-bin PATH]
+
+  --streams N        streams to hold open (default 9000; needs ulimit -n > 2N)
+  --drover-bin PATH  the drover binary (default target/release/drover)
+  -h, --help         this text";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("open_streams: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let mut streams = 9000usize;
+    let mut bin = PathBuf::from("target/release/drover");
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--serve-upstream" => {
+                let port: u16 = args
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or("--serve-upstream needs a port")?;
+                return serve_upstream(port);
+            }
+            "--streams" => {
+                streams = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=60_000).contains(n))
+                    .ok_or("--streams needs a count from 1 to 60000")?;
+            }
+            "--drover-bin" => bin = PathBuf::from(args.next().ok_or("--drover-bin needs a path")?),
+            "-h" | "--help" => {
+                println!("{HELP}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument `{other}`\n{HELP}")),
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("drover-open-streams-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let up_port = procinfo::free_port().map_err(|e| e.to_string())?;
+    let gw_port = procinfo::free_port().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let upstream = Guard(
+        Command::new(exe)
+            .args(["--serve-upstream", &up_port.to_string()])
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("upstream: {e}"))?,
+    );
+    let up_addr = SocketAddr::from(([127, 0, 0, 1], up_port));
+    procinfo::wait_listening(up_addr, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let cfg = dir.join("drover.toml");
+    let permits = streams + 16;
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:{gw_port}\"\n\
+             [pools]\nglobal = {permits}\nstream = {permits}\n\
+             [timeouts]\nstream_total = \"10m\"\nattempt = \"10m\"\nttft = \"60s\"\n\
+             [[nodes]]\nname = \"slow\"\nkind = \"openai_compat\"\n\
+             baseUrl = \"http://127.0.0.1:{up_port}\"\nmaxConcurrency = 65535\nmodels = [\"fake-small\"]\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let drover = Guard(
+        Command::new(&bin)
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("DROVER_LOG", "warn")
+            .spawn()
+            .map_err(|e| format!("{}: {e}", bin.display()))?,
+    );
+    let gw = SocketAddr::from(([127, 0, 0, 1], gw_port));
+    procinfo::wait_listening(gw, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = drover.0.id();
+    let idle = procinfo::rss_kib(pid).map_err(|e| e.to_string())?;
+
+    let started = Instant::now();
+    let body = r#"{"model":"fake-small","stream":true,"messages":[{"role":"user","content":"hold"}]}"#;
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {gw}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conns = Vec::with_capacity(streams);
+    for i in 0..streams {
+        let mut s = TcpStream::connect(gw).map_err(|e| format!("connect #{i}: {e}"))?;
+        s.write_all(req.as_bytes())
+            .map_err(|e| format!("write #{i}: {e}"))?;
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        conns.push((s, false));
+    }
+    // Wait until every stream has shown its first token.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut buf = [0u8; 4096];
+    let mut open = 0;
+    while open < streams {
+        if Instant::now() > deadline {
+            return Err(format!("only {open} of {streams} streams started within 120 s"));
+        }
+        let mut progressed = false;
+        for (s, seen) in conns.iter_mut().filter(|(_, seen)| !*seen) {
+            match s.read(&mut buf) {
+                Ok(0) => return Err("a stream closed before its first token".into()),
+                Ok(n) => {
+                    if buf[..n].windows(5).any(|w| w == b"data:") {
+                        *seen = true;
+                        open += 1;
+                        progressed = true;
+                    } else if !buf[..n].starts_with(b"HTTP/1.1 200") {
+                        return Err(format!(
+                            "unexpected answer: {}",
+                            String::from_utf8_lossy(&buf[..n.min(200)])
+                        ));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+        if !progressed {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let ramp = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (rss, hwm) = (field("VmRSS:"), field("VmHWM:"));
+    let per = (rss.saturating_sub(idle)) as f64 / streams as f64;
+    println!("streams open at once:      {streams} (all past their first token after {ramp:.1?})");
+    println!("drover idle RSS:           {:.1} MiB", idle as f64 / 1024.0);
+    println!("drover RSS with streams:   {:.1} MiB (peak {:.1} MiB)", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    println!("per open stream:           {per:.1} KiB");
+    println!(
+        "10,000 streams, by that slope: {:.0} MiB",
+        (idle as f64 + per * 10_000.0) / 1024.0
+    );
+    drop(conns);
+    drop(drover);
+    drop(upstream);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The fake upstream: one token every 500 ms for a minute.
+fn serve_upstream(port: u16) -> Result<(), String> {
+    let spec = FakeSpec {
+        behaviour: Behaviour::paced(Duration::ZERO, Duration::from_millis(500), 120),
+        ..FakeSpec::new(NodeKind::OpenAiCompat, &["fake-small"])
+    };
+    let server = FakeServer::start_on(spec, SocketAddr::from(([127, 0, 0, 1], port)), 2)
+        .map_err(|e| e.to_string())?;
+    // Serve until the parent closes our stdin (or kills us).
+    let mut sink = [0u8; 1];
+    let _ = io::stdin().read(&mut sink);
+    drop(server);
+    Ok(())
+}
+
+/// Kills its child when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
