@@ -2,8 +2,8 @@
 //! the nodes JSON it may point to, `DROVER_*` environment overrides, the
 //! node URL policy (SSRF rules) and `drover check FILE`.
 //!
-//! The file format is documented for operators in `README.md` beside this
-//! module (the config reference); `configs/drover.example.toml` is a
+//! The file format is documented for operators in the "Configuration"
+//! section of the repository's `README.md`; `configs/drover.example.toml` is a
 //! commented example that `drover check` accepts.
 //!
 //! - [`GatewayConfig::load`] reads a file, reads the secrets the file names

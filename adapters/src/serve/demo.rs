@@ -2,7 +2,7 @@
 //! so a newcomer sees routing and failover without any model server.
 //!
 //! They are real HTTP servers on 127.0.0.1 (random ports) from
-//! [`crate::fake`] ([`demo_specs`](crate::fake::demo_specs)), answering
+//! [`crate::fake`] ([`demo_specs`]), answering
 //! with made-up tokens:
 //!
 //! | node | speaks | speed | trouble |

@@ -1,6 +1,6 @@
 //! Operator endpoints: status, metrics, nodes and their modes, route
 //! preview and decision traces. All but `/status` answer only on loopback
-//! (see [`super::http::operator_auth`]).
+//! (see `operator_auth` in [`super::http`]).
 //!
 //! - `GET /status`: public-safe counts; per-node detail when asked from
 //!   loopback.
