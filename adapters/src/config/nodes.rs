@@ -146,6 +146,14 @@ fn check_node(
     let kind = kind(cx, path, raw.kind.as_deref(), raw.provider.as_deref());
     let base_url = match url.as_deref().map(|u| policy.check_url(u)) {
         None => None,
+        Some(Ok(u)) if u.scheme_https => {
+            cx.error(
+                &path.then("baseUrl"),
+                "https node URLs are not supported yet (the gateway speaks plain http to nodes; \
+                 use http on the LAN)",
+            );
+            None
+        }
         Some(Ok(u)) => Some(u),
         Some(Err(e)) => {
             cx.error(&path.then("baseUrl"), e.to_string());

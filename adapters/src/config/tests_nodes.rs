@@ -37,7 +37,7 @@ fn every_node_key_is_read() {
 [[nodes]]
 name = "gpu.box-1_a"
 provider = "openai"
-baseUrl = "https://10.0.0.5:8443/api/"
+baseUrl = "http://10.0.0.5:8443/api/"
 maxConcurrency = 32
 weight = 7
 capabilities = ["vision", "chat"]
@@ -51,7 +51,7 @@ tags = ["gpu", "fast"]
     let n = &c.nodes[0];
     assert_eq!(n.name, "gpu.box-1_a");
     assert_eq!(n.kind, NodeKind::OpenAiCompat);
-    assert!(n.base_url.scheme_https);
+    assert!(!n.base_url.scheme_https);
     assert_eq!(n.base_url.base_path, "/api");
     assert_eq!((n.max_concurrency, n.weight), (32, 7));
     assert_eq!(n.capabilities, ["vision", "chat"]);
@@ -468,7 +468,7 @@ fn keys_go_to_public_nodes_only_when_allowed() {
     let load = |t: &str| GatewayConfig::parse(t, Path::new("d.toml"), &get).unwrap();
     let c = load(&text("http://10.0.0.1:8000", ""));
     assert!(c.nodes[0].send_auth && c.warnings.is_empty());
-    for url in ["https://8.8.8.8:443", "https://api.example.com:443"] {
+    for url in ["http://8.8.8.8:443", "http://api.example.com:443"] {
         let c = load(&text(url, ""));
         assert!(!c.nodes[0].send_auth, "{url}");
         assert!(c.nodes[0].api_key.is_some());
@@ -481,6 +481,21 @@ fn keys_go_to_public_nodes_only_when_allowed() {
         let c = load(&text(url, "allow_auth_to_public = true"));
         assert!(c.nodes[0].send_auth, "{url}");
     }
+}
+
+#[test]
+fn https_node_urls_are_refused_until_supported() {
+    let text = "[[nodes]]\nname = \"a\"\nkind = \"openai\"\nbaseUrl = \"https://10.0.0.1:8443\"\n";
+    let ps = GatewayConfig::parse(text, Path::new("d.toml"), &env(&[]))
+        .unwrap_err()
+        .0;
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0].field, "nodes[0].baseUrl");
+    assert!(
+        ps[0].reason.contains("https node URLs are not supported"),
+        "{}",
+        ps[0].reason
+    );
 }
 
 #[test]

@@ -112,7 +112,8 @@ fn run() -> Result<(), String> {
     let idle = procinfo::rss_kib(pid).map_err(|e| e.to_string())?;
 
     let started = Instant::now();
-    let body = r#"{"model":"fake-small","stream":true,"messages":[{"role":"user","content":"hold"}]}"#;
+    let body =
+        r#"{"model":"fake-small","stream":true,"messages":[{"role":"user","content":"hold"}]}"#;
     let req = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: {gw}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
@@ -131,7 +132,9 @@ fn run() -> Result<(), String> {
     let mut open = 0;
     while open < streams {
         if Instant::now() > deadline {
-            return Err(format!("only {open} of {streams} streams started within 120 s"));
+            return Err(format!(
+                "only {open} of {streams} streams started within 120 s"
+            ));
         }
         let mut progressed = false;
         for (s, seen) in conns.iter_mut().filter(|(_, seen)| !*seen) {
@@ -159,7 +162,8 @@ fn run() -> Result<(), String> {
     }
     let ramp = started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
     let field = |name: &str| {
         status
             .lines()
@@ -172,7 +176,11 @@ fn run() -> Result<(), String> {
     let per = (rss.saturating_sub(idle)) as f64 / streams as f64;
     println!("streams open at once:      {streams} (all past their first token after {ramp:.1?})");
     println!("drover idle RSS:           {:.1} MiB", idle as f64 / 1024.0);
-    println!("drover RSS with streams:   {:.1} MiB (peak {:.1} MiB)", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    println!(
+        "drover RSS with streams:   {:.1} MiB (peak {:.1} MiB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
     println!("per open stream:           {per:.1} KiB");
     println!(
         "10,000 streams, by that slope: {:.0} MiB",
@@ -205,6 +213,18 @@ struct Guard(Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // SIGTERM first (a graceful stop; lets a profiler wrapper write its
+        // output), SIGKILL after 10 s.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -289,7 +289,12 @@ impl Inner {
         if let Err(e) = stream.get_ref().set_nodelay(true) {
             tracing::debug!(%addr, error = %e, "TCP_NODELAY not set");
         }
-        let (sender, conn) = http1::handshake(FuturesIo::new(stream))
+        // Reads of 4 KiB: an LLM reply arrives a token (tens of bytes) at a
+        // time, and with thousands of streams open each connection's read
+        // buffer is most of what it costs.
+        let (sender, conn) = http1::Builder::new()
+            .read_buf_exact_size(Some(4096))
+            .handshake(FuturesIo::new(stream))
             .await
             .map_err(SendError::Http)?;
         executor
