@@ -130,19 +130,21 @@ pub async fn handle(
     result.unwrap_or_else(|e| error(Front::OpenAi, e))
 }
 
+/// A 400 naming the field at fault.
+fn bad(field: &str, why: String) -> HttpError {
+    HttpError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        format!("field `{field}`: {why}"),
+    )
+}
+
 async fn set_mode(
     gw: &Arc<Gateway>,
     name: &str,
     req: http::Request<Incoming>,
 ) -> Result<Response<GwBody>, HttpError> {
     let body = read_body(gw, req).await?;
-    let bad = |field: &str, why: String| {
-        HttpError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("field `{field}`: {why}"),
-        )
-    };
     let v: Value =
         serde_json::from_slice(&body).map_err(|e| bad("body", format!("not valid JSON: {e}")))?;
     let mode = match v.get("mode") {
@@ -220,13 +222,6 @@ async fn preview(
     req: http::Request<Incoming>,
 ) -> Result<Response<GwBody>, HttpError> {
     let body = read_body(gw, req).await?;
-    let bad = |field: &str, why: String| {
-        HttpError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("field `{field}`: {why}"),
-        )
-    };
     let v: Value = if body.is_empty() {
         Value::Object(serde_json::Map::new())
     } else {
