@@ -84,8 +84,9 @@ Options:
       --listen ADDR    Address to listen on, e.g. 127.0.0.1:8080
                        [default: the config's, else 127.0.0.1:8080]
       --state FILE     Where node modes and learned latencies are kept
-                       across restarts [default: the config's state_path;
-                       none: not kept]
+                       across restarts [default: the config's state_path,
+                       else $XDG_STATE_HOME/drover/state.json or
+                       ~/.local/state/drover/state.json; never with --demo]
       --demo           Serve three SIMULATED model servers started in this
                        process (fake tokens, one of them flaky) instead of
                        the configured nodes

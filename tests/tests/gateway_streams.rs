@@ -178,3 +178,36 @@ fn a_graceful_stop_lets_a_running_stream_finish() {
     assert_eq!(f.requests().cancelled, 0, "nothing was cut");
     assert!(TcpStream::connect(addr).is_err(), "no longer listening");
 }
+
+#[test]
+fn a_stream_over_the_response_cap_ends_with_an_error_event() {
+    // 200 tokens of ~200 bytes each is ~40 KB of SSE; the cap is 8 KiB.
+    let node = fake_with(
+        NodeKind::OpenAiCompat,
+        &[MODEL],
+        Behaviour::paced(ms(0), ms(1), 200),
+    );
+    let mut cfg = config(vec![support::node("only", &node, &[MODEL])]);
+    cfg.limits.max_response_bytes = 8 * 1024;
+    let gw = start(cfg);
+    let body = serde_json::json!({
+        "model": MODEL, "stream": true,
+        "messages": [{"role": "user", "content": "long"}]
+    });
+    let r = post(gw.addr, "/v1/chat/completions", &body);
+    assert_eq!(r.status, 200, "the stream had started");
+    let text = r.text();
+    assert!(
+        text.contains("response size limit"),
+        "the client is told why the stream ended: {text}"
+    );
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert!(
+        text.len() < 16 * 1024,
+        "cut near the cap: {} bytes",
+        text.len()
+    );
+    wait_until(ms(1000), "the call to be released", || {
+        active_calls(&gw) == 0 && in_flight(&gw, "only") == 0
+    });
+}

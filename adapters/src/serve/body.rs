@@ -86,6 +86,8 @@ pub struct StreamBody {
     out: Vec<u8>,
     ended: bool,
     trailing: usize,
+    /// Upstream bytes read after the first token.
+    received: usize,
 }
 
 /// Most bytes read and discarded after a stream's end marker while waiting
@@ -115,6 +117,7 @@ impl StreamBody {
             out: Vec::new(),
             ended: false,
             trailing: 0,
+            received: 0,
         }
     }
 
@@ -151,6 +154,13 @@ impl StreamBody {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
+                    self.received += data.len();
+                    if self.received > self.gw.cfg.limits.max_response_bytes {
+                        return self.fail(
+                            Failure::BrokenStream,
+                            "the answer exceeded the gateway's response size limit",
+                        );
+                    }
                     match self.rest.translator.push(&data, &mut self.out) {
                         Ok(p) => self.rest.done = p.done,
                         Err(_) => {

@@ -214,6 +214,11 @@ async fn timer_task(gw: Arc<Gateway>, shutdown: Shutdown) {
 pub fn run(opts: &ServeOptions) -> Result<(), String> {
     init_logging();
     let cfg = resolve_config(opts)?;
+    let mut opts = opts.clone();
+    if opts.state.is_none() && cfg.state_path.is_none() && !opts.demo {
+        opts.state = default_state_path();
+    }
+    let opts = &opts;
     let mut running = start(cfg, opts)?;
     print_banner(&running, opts);
     let shutdown = running.shutdown.clone();
@@ -222,6 +227,23 @@ pub fn run(opts: &ServeOptions) -> Result<(), String> {
         .spawn(move || wait_for_signal(shutdown))
         .map_err(|e| format!("cannot watch signals: {e}"))?;
     running.join()
+}
+
+/// Where `drover serve` keeps its state when neither `--state` nor
+/// `state_path` says: `$XDG_STATE_HOME/drover/state.json`, else
+/// `$HOME/.local/state/drover/state.json`; none without either variable.
+pub fn default_state_path() -> Option<PathBuf> {
+    state_path_from(&|k| std::env::var_os(k))
+}
+
+fn state_path_from(get: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let base = match get("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(get("HOME").filter(|v| !v.is_empty())?)
+            .join(".local")
+            .join("state"),
+    };
+    Some(base.join("drover").join("state.json"))
 }
 
 fn wait_for_signal(shutdown: Shutdown) {
@@ -280,4 +302,31 @@ fn print_banner(r: &Running, opts: &ServeOptions) {
         m = gw.client_models().first().map_or("llama3.2", String::as_str)
     ));
     eprint!("{s}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state_path_from;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_default_state_path_follows_xdg_then_home() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert_eq!(
+            state_path_from(&env(&[("XDG_STATE_HOME", "/s"), ("HOME", "/h")])),
+            Some(PathBuf::from("/s/drover/state.json"))
+        );
+        assert_eq!(
+            state_path_from(&env(&[("XDG_STATE_HOME", ""), ("HOME", "/h")])),
+            Some(PathBuf::from("/h/.local/state/drover/state.json"))
+        );
+        assert_eq!(state_path_from(&env(&[])), None);
+    }
 }
