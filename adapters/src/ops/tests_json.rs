@@ -171,6 +171,30 @@ fn preview_scores_candidates_and_explains_exclusions() {
 }
 
 #[test]
+fn preview_lists_a_draining_node_once_with_its_last_verdict() {
+    let mut f = fixture();
+    let saver = f.saver;
+    f.r.set_mode(saver, drover_core::node::Mode::Drain, f.now)
+        .unwrap();
+    // Two minutes on, the other nodes' breaker and cooldown are over, so
+    // an enabled node is eligible and the draining one is left out.
+    let mut q = Query::new(Op::Chat);
+    q.model = f.r.catalog().model("llama3");
+    let later = f.now + drover_core::Duration::from_secs(120);
+    let mut out = String::new();
+    preview_json(&f.r, &q, later, &mut out);
+    let v = parse(&out);
+    let nodes = v["nodes"].as_array().unwrap();
+    let saver_name = name(&f, saver);
+    let entries: Vec<_> = nodes
+        .iter()
+        .filter(|n| n["name"] == saver_name.as_str())
+        .collect();
+    assert_eq!(entries.len(), 1, "{nodes:?}");
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+}
+
+#[test]
 fn preview_of_a_refused_call_names_the_reason() {
     let f = fixture();
     let mut q = Query::new(Op::Embed);

@@ -72,13 +72,24 @@ pub fn preview_json<const N: usize, const C: usize, const Q: usize>(
     j.close();
     j.key("nodes");
     j.open_arr();
-    let result = router.preview(query, now, &mut |id, verdict| {
+    // The router may judge a node twice (a draining node is first a
+    // candidate, then left out when an enabled node is eligible): keep the
+    // last verdict of each node.
+    let mut verdicts: Vec<(drover_core::node::NodeId, Verdict)> = Vec::new();
+    let result = router.preview(query, now, &mut |id, verdict| match verdicts
+        .iter_mut()
+        .find(|(n, _)| *n == id)
+    {
+        Some(slot) => slot.1 = verdict,
+        None => verdicts.push((id, verdict)),
+    });
+    for (id, verdict) in verdicts {
         j.open();
         j.key("name");
         with_node_name(router, id, &mut j);
         verdict_fields(&mut j, verdict, now);
         j.close();
-    });
+    }
     j.close_arr();
     j.key("plan");
     j.open_arr();
