@@ -74,6 +74,17 @@ fn counter(metrics: &str, name: &str) -> f64 {
         .unwrap_or_else(|e| panic!("{name} is a number: {e}"))
 }
 
+/// Hedging on, with a delay of 50..150 ms (150 ms before any sample) and
+/// a budget that never runs out in these tests.
+fn hedging(cfg: &mut GatewayConfig) {
+    let h = &mut cfg.router.hedge;
+    h.enabled = true;
+    h.min_delay = drover_core::Duration::from_millis(50);
+    h.max_delay = drover_core::Duration::from_millis(150);
+    h.budget_ratio = 1.0;
+    h.budget_burst = 10;
+}
+
 #[test]
 fn a_slow_stream_is_hedged_to_another_node_and_the_loser_is_cancelled() {
     // The slow node needs 3 s for its first token; the gateway's TTFT
@@ -89,13 +100,7 @@ fn a_slow_stream_is_hedged_to_another_node_and_the_loser_is_cancelled() {
         node("fast", &fast, &[MODEL]),
     ]));
     cfg.timeouts.ttft = ms(2500);
-    let h = &mut cfg.router.hedge;
-    h.enabled = true;
-    // No TTFT sample yet: the delay is max_delay.
-    h.min_delay = drover_core::Duration::from_millis(50);
-    h.max_delay = drover_core::Duration::from_millis(150);
-    h.budget_ratio = 1.0;
-    h.budget_burst = 10;
+    hedging(&mut cfg);
     let gw = start(cfg);
 
     let mut hedged = 0;
@@ -159,6 +164,113 @@ fn a_slow_stream_is_hedged_to_another_node_and_the_loser_is_cancelled() {
     let metrics = get(gw.addr, "/metrics").text();
     assert_eq!(counter(&metrics, "drover_hedges_total"), hedged as f64);
     assert_eq!(counter(&metrics, "drover_hedges_won_total"), hedged as f64);
+}
+
+#[test]
+fn a_failed_hedge_leaves_the_first_attempt_to_answer() {
+    // The first node answers after 400 ms; the hedge (at 150 ms) goes to a
+    // node that answers 500. The call must still succeed on the first.
+    let slowish = fake_with(
+        NodeKind::OpenAiCompat,
+        &[MODEL],
+        Behaviour::paced(ms(400), ms(0), 4),
+    );
+    let broken = fake_with(NodeKind::Ollama, &[MODEL], failing(Fail::Status(500)));
+    let mut cfg = round_robin(config(vec![
+        node("slowish", &slowish, &[MODEL]),
+        node("broken", &broken, &[MODEL]),
+    ]));
+    hedging(&mut cfg);
+    let gw = start(cfg);
+    let mut saw = 0;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let r = post(gw.addr, "/api/chat", &chat_body(MODEL, Some(true)));
+        let took = t0.elapsed();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let lines = ndjson(&r.body);
+        assert_eq!(lines.last().unwrap()["done"], true, "{lines:?}");
+        assert!(lines.iter().all(|l| l.get("error").is_none()), "{lines:?}");
+        let t = trace(&gw, r.header("x-drover-trace").unwrap());
+        let fin = finished(&t);
+        assert_eq!(fin["outcome"], "succeeded", "{t:?}");
+        assert_eq!(fin["node"], "slowish", "{t:?}");
+        if sends(&t)[0].0 == "slowish" {
+            assert_eq!(
+                sends(&t),
+                [("slowish".to_owned(), false), ("broken".to_owned(), true)],
+                "{t:?}"
+            );
+            assert_eq!(failures_on(&t, "broken"), ["upstream_5xx"], "{t:?}");
+            assert!(
+                took >= ms(350) && took < ms(1500),
+                "{took:?}: the first attempt's answer"
+            );
+            saw += 1;
+        } else {
+            // broken first: it fails at once and the call fails over.
+            assert_eq!(failures_on(&t, "broken"), ["upstream_5xx"], "{t:?}");
+        }
+    }
+    assert!(saw >= 1, "round-robin sent a first attempt to slowish");
+    assert_eq!(in_flight(&gw, "slowish"), 0);
+    assert_eq!(in_flight(&gw, "broken"), 0);
+    assert_eq!(slowish.requests().cancelled, 0, "the winner was not cut");
+    let metrics = get(gw.addr, "/metrics").text();
+    assert_eq!(counter(&metrics, "drover_hedges_total"), saw as f64);
+    assert_eq!(counter(&metrics, "drover_hedges_won_total"), 0.0);
+}
+
+#[test]
+fn non_streamed_calls_are_hedged_only_when_configured() {
+    // Non-streamed, the slow node answers after 3 s; the attempt timeout
+    // is 800 ms.
+    for non_stream in [false, true] {
+        let slow = fake_with(
+            NodeKind::Ollama,
+            &[MODEL],
+            Behaviour::paced(ms(3000), ms(0), 4),
+        );
+        let fast = fake(NodeKind::OpenAiCompat, &[MODEL]);
+        let mut cfg = round_robin(config(vec![
+            node("slow", &slow, &[MODEL]),
+            node("fast", &fast, &[MODEL]),
+        ]));
+        cfg.timeouts.attempt = ms(800);
+        hedging(&mut cfg);
+        cfg.router.hedge.non_stream = non_stream;
+        let gw = start(cfg);
+        let mut slow_first = 0;
+        for _ in 0..2 {
+            let t0 = Instant::now();
+            let r = post(gw.addr, "/v1/chat/completions", &chat_body(MODEL, None));
+            let took = t0.elapsed();
+            assert_eq!(r.status, 200, "{}", r.text());
+            let t = trace(&gw, r.header("x-drover-trace").unwrap());
+            assert_eq!(finished(&t)["node"], "fast", "{t:?}");
+            let sent = sends(&t);
+            if sent[0].0 != "slow" {
+                continue;
+            }
+            slow_first += 1;
+            if non_stream {
+                assert_eq!(sent[1], ("fast".to_owned(), true), "{t:?}");
+                assert!(took < ms(700), "{took:?}: the hedge answered");
+            } else {
+                assert_eq!(sent[1], ("fast".to_owned(), false), "{t:?}");
+                assert_eq!(failures_on(&t, "slow"), ["timeout"], "{t:?}");
+                assert!(took >= ms(750), "{took:?}: no hedge, a failover");
+            }
+        }
+        assert!(slow_first >= 1, "round-robin tried the slow node first");
+        let metrics = get(gw.addr, "/metrics").text();
+        let want = if non_stream { slow_first as f64 } else { 0.0 };
+        assert_eq!(
+            counter(&metrics, "drover_hedges_total"),
+            want,
+            "{non_stream}"
+        );
+    }
 }
 
 #[test]
