@@ -120,11 +120,10 @@ pub fn start(mut cfg: GatewayConfig, opts: &ServeOptions) -> Result<Running, Str
             .ok()
             .filter(|n| (1..=256).contains(n))
             .ok_or_else(|| format!("DROVER_THREADS: `{v}` is not a thread count from 1 to 256"))?,
-        // One executor thread by default: measured side by side on 2 cores,
-        // one thread beat two at every concurrency (cross-thread wakeups
-        // between a request and its upstream connection cost more than the
-        // second core gives), and it serves over 10,000 calls/s.
-        Err(_) => 1,
+        // One worker per core: each runs its own executor, and a request
+        // and its upstream connection stay on one worker (see
+        // drover_transports::smol::Runtime).
+        Err(_) => 0,
     };
     let rt = Runtime::new(threads).map_err(|e| format!("runtime: {e}"))?;
     let mut gw = Gateway::build(cfg, &rt, opts.demo).map_err(|e| e.to_string())?;

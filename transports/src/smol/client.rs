@@ -117,8 +117,15 @@ pub struct Client {
 
 struct Inner {
     cfg: ClientConfig,
-    executor: Weak<smol::Executor<'static>>,
-    pools: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    /// The runtime's workers, by index; connection drivers run on the
+    /// worker that opened them.
+    executors: Vec<Weak<smol::Executor<'static>>>,
+    runtime: usize,
+    /// Idle connections by (worker, address): a request reuses only a
+    /// connection driven on its own worker, so neither wakes the other
+    /// across threads. Threads that are not workers share slot
+    /// `usize::MAX` (their connections are driven on worker 0).
+    pools: Mutex<HashMap<(usize, SocketAddr), Vec<Idle>>>,
 }
 
 struct Idle {
@@ -140,7 +147,8 @@ impl Client {
         Client {
             inner: Arc::new(Inner {
                 cfg,
-                executor: Arc::downgrade(rt.executor()),
+                executors: rt.executors().iter().map(Arc::downgrade).collect(),
+                runtime: rt.id(),
                 pools: Mutex::new(HashMap::new()),
             }),
         }
@@ -166,12 +174,13 @@ impl Client {
         req: UpstreamRequest,
     ) -> Result<http::Response<PooledBody>, SendError> {
         let mut req = req;
-        while let Some(mut sender) = self.inner.checkout(addr) {
+        let key = (self.inner.slot(), addr);
+        while let Some(mut sender) = self.inner.checkout(key) {
             if !sender.is_ready() && sender.ready().await.is_err() {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok(self.inner.wrap(addr, sender, response)),
+                Ok(response) => return Ok(self.inner.wrap(key, sender, response)),
                 Err(mut e) => match e.take_message() {
                     // Not written: try the next connection.
                     Some(unsent) => req = unsent,
@@ -179,21 +188,32 @@ impl Client {
                 },
             }
         }
-        let mut sender = self.inner.connect(addr).await?;
+        let mut sender = self.inner.connect(key).await?;
         match sender.send_request(req).await {
-            Ok(response) => Ok(self.inner.wrap(addr, sender, response)),
+            Ok(response) => Ok(self.inner.wrap(key, sender, response)),
             Err(e) => Err(SendError::Http(e)),
         }
     }
 
     /// How many idle connections the pool holds for `addr` now.
     pub fn idle_connections(&self, addr: SocketAddr) -> usize {
-        self.inner.lock().get(&addr).map_or(0, Vec::len)
+        self.inner
+            .lock()
+            .iter()
+            .filter(|((_, a), _)| *a == addr)
+            .map(|(_, idle)| idle.len())
+            .sum()
     }
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
+    /// The pool slot of the calling thread: its worker index, or
+    /// `usize::MAX` for a thread that is not one of the runtime's workers.
+    fn slot(&self) -> usize {
+        Runtime::worker_of(self.runtime).unwrap_or(usize::MAX)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Vec<Idle>>> {
         // Pool operations are single pushes and pops; a panic cannot leave a
         // pool half-changed, so a poisoned lock is still usable.
         self.pools.lock().unwrap_or_else(|e| e.into_inner())
@@ -201,11 +221,11 @@ impl Inner {
 
     /// Pops the newest idle connection to `addr` that is open and fresh.
     /// Stale ones are dropped (after the lock is released).
-    fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
+    fn checkout(&self, key: Key) -> Option<Sender> {
         let mut stale = Vec::new();
         let found = {
             let mut pools = self.lock();
-            let idle = pools.get_mut(&addr)?;
+            let idle = pools.get_mut(&key)?;
             let mut found = None;
             while let Some(conn) = idle.pop() {
                 if conn.sender.is_closed() || conn.since.elapsed() > self.cfg.idle_timeout {
@@ -222,7 +242,7 @@ impl Inner {
     }
 
     /// Returns a connection whose response has ended to the pool.
-    fn checkin(&self, addr: SocketAddr, sender: Sender) {
+    fn checkin(&self, key: Key, sender: Sender) {
         if sender.is_closed() || self.cfg.max_idle_per_host == 0 {
             return;
         }
@@ -231,7 +251,7 @@ impl Inner {
             since: Instant::now(),
         };
         let mut pools = self.lock();
-        let pool = pools.entry(addr).or_default();
+        let pool = pools.entry(key).or_default();
         if pool.len() < self.cfg.max_idle_per_host {
             pool.push(idle);
             return;
@@ -242,7 +262,7 @@ impl Inner {
 
     fn wrap(
         self: &Arc<Self>,
-        addr: SocketAddr,
+        key: Key,
         sender: Sender,
         response: http::Response<Incoming>,
     ) -> http::Response<PooledBody> {
@@ -250,14 +270,14 @@ impl Inner {
             if body.is_end_stream() {
                 // No body to read (204, 304, Content-Length: 0): the
                 // connection is free now.
-                self.checkin(addr, sender);
+                self.checkin(key, sender);
                 PooledBody { body, held: None }
             } else {
                 PooledBody {
                     body,
                     held: Some(Held {
                         pool: Arc::clone(self),
-                        addr,
+                        key,
                         sender,
                     }),
                 }
@@ -267,8 +287,12 @@ impl Inner {
 
     /// Opens a connection (bounded by the connect timeout) and starts its
     /// driver on the runtime.
-    async fn connect(&self, addr: SocketAddr) -> Result<Sender, SendError> {
-        let Some(executor) = self.executor.upgrade() else {
+    async fn connect(&self, key: Key) -> Result<Sender, SendError> {
+        let (slot, addr) = key;
+        // The driver runs on the calling worker (or worker 0 for other
+        // threads), beside the requests that will use the connection.
+        let worker = if slot == usize::MAX { 0 } else { slot };
+        let Some(executor) = self.executors.get(worker).and_then(Weak::upgrade) else {
             return Err(SendError::Connect(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "the runtime that drives upstream connections has stopped",
@@ -318,14 +342,17 @@ pub struct PooledBody {
 
 struct Held {
     pool: Arc<Inner>,
-    addr: SocketAddr,
+    key: Key,
     sender: Sender,
 }
+
+/// A pool's key: (worker slot, upstream address).
+type Key = (usize, SocketAddr);
 
 impl PooledBody {
     fn release(&mut self) {
         if let Some(held) = self.held.take() {
-            held.pool.checkin(held.addr, held.sender);
+            held.pool.checkin(held.key, held.sender);
         }
     }
 }

@@ -203,7 +203,9 @@ impl Server {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let executor = Arc::clone(rt.executor());
+        // New connections are dealt to the workers in turn; each stays on
+        // its worker (see `Runtime`).
+        let executors: Vec<Arc<smol::Executor<'static>>> = rt.executors().to_vec();
         let builder = Arc::new(builder(&self.cfg));
         async move {
             let Server {
@@ -238,7 +240,8 @@ impl Server {
                         );
                         let guard = tracker.enter();
                         let cut = cut.fired();
-                        executor
+                        let worker = usize::try_from(accepted).unwrap_or(0) % executors.len();
+                        executors[worker]
                             .spawn(async move {
                                 conn.or(cut).await;
                                 drop(guard);
