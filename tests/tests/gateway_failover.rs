@@ -13,20 +13,11 @@ use std::time::{Duration, Instant};
 use drover::config::GatewayConfig;
 use drover::fake::{Behaviour, Fail, FakeServer, Outcome};
 use drover::serve::Running;
-use drover_core::config::Policy;
 use drover_core::node::NodeKind;
 use serde_json::Value;
 use support::*;
 
 const MODEL: &str = "m";
-
-/// Round-robin, and no prefix affinity (every call here has the same
-/// prompt, which would otherwise send them all to one node).
-fn round_robin(mut cfg: GatewayConfig) -> GatewayConfig {
-    cfg.router.policy = Policy::RoundRobin;
-    cfg.router.affinity.prefix_key_blocks = 0;
-    cfg
-}
 
 /// A non-streamed OpenAI chat that must succeed; returns its trace id.
 fn chat_ok(gw: &Running) -> String {
@@ -59,21 +50,6 @@ fn stream_ok(gw: &Running) -> String {
     );
     assert!(!sse_text(&events).is_empty());
     r.header("x-drover-trace").unwrap().to_owned()
-}
-
-fn trace(gw: &Running, id: &str) -> Vec<Value> {
-    let r = get(gw.addr, &format!("/trace/{id}"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["events"].as_array().unwrap().clone()
-}
-
-/// The failure labels of the trace's failed attempts on `node`.
-fn failures_on(events: &[Value], node: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "attempt_failed" && e["node"] == node)
-        .map(|e| e["failure"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 fn succeeded_on(events: &[Value]) -> String {

@@ -12,36 +12,11 @@ use std::time::Instant;
 
 use drover::config::{GatewayConfig, Secret};
 use drover::fake::{Behaviour, Fail, Outcome};
-use drover::serve::Running;
-use drover_core::config::Policy;
 use drover_core::node::NodeKind;
 use serde_json::Value;
 use support::*;
 
 const MODEL: &str = "m";
-
-/// Round-robin, and no prefix affinity (every call here has the same
-/// prompt, which would otherwise send them all to one node).
-fn round_robin(mut cfg: GatewayConfig) -> GatewayConfig {
-    cfg.router.policy = Policy::RoundRobin;
-    cfg.router.affinity.prefix_key_blocks = 0;
-    cfg
-}
-
-fn trace(gw: &Running, id: &str) -> Vec<Value> {
-    let r = get(gw.addr, &format!("/trace/{id}"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["events"].as_array().unwrap().clone()
-}
-
-/// The failure labels of the trace's failed attempts on `node`.
-fn failures_on(events: &[Value], node: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "attempt_failed" && e["node"] == node)
-        .map(|e| e["failure"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 /// The nodes the trace sent attempts to, each with its hedge flag.
 fn sends(events: &[Value]) -> Vec<(String, bool)> {

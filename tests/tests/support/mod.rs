@@ -484,3 +484,27 @@ pub fn chat_body(model: &str, stream: Option<bool>) -> Value {
     }
     v
 }
+
+/// Round-robin, and no prefix affinity (every call in these tests has the
+/// same prompt, which would otherwise send them all to one node).
+pub fn round_robin(mut cfg: GatewayConfig) -> GatewayConfig {
+    cfg.router.policy = drover_core::config::Policy::RoundRobin;
+    cfg.router.affinity.prefix_key_blocks = 0;
+    cfg
+}
+
+/// The events of `GET /trace/{id}`.
+pub fn trace(gw: &Running, id: &str) -> Vec<Value> {
+    let r = get(gw.addr, &format!("/trace/{id}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["events"].as_array().unwrap().clone()
+}
+
+/// The failure labels of the trace's failed attempts on `node`.
+pub fn failures_on(events: &[Value], node: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "attempt_failed" && e["node"] == node)
+        .map(|e| e["failure"].as_str().unwrap().to_owned())
+        .collect()
+}
