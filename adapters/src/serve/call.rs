@@ -128,6 +128,13 @@ pub(crate) async fn drive(
                     waiter = Some(gw.register_waiter(trace));
                     continue;
                 }
+                if attempts.is_empty() && waiter.is_none() && until.is_none() {
+                    // Nothing could ever wake this call: answer rather than
+                    // hang (the core does not do this; this guards the
+                    // gateway against a future change that would).
+                    release_waiter(gw, trace, &mut waiter);
+                    return Reply::Error(internal("the router waits with nothing in flight"));
+                }
                 let until = until.map(|u| gw.wall(u));
                 if let Some((i, msg)) = wait(&mut attempts, until, waiter.as_ref()).await {
                     let (id, _) = attempts.swap_remove(i);
