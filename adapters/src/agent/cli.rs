@@ -1,7 +1,6 @@
 //! `drover agent` on the command line: options, signals.
 
 use std::ffi::OsString;
-use std::time::Duration;
 
 use drover_core::node::NodeKind;
 
@@ -125,6 +124,8 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn p(args: &[&str], env: &[(&str, &str)]) -> Result<Option<AgentOptions>, String> {
