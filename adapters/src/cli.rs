@@ -33,6 +33,8 @@ Commands:
               policy (see 'drover replay --help')
   check       Validate a gateway config file and print a summary or every
               problem (see 'drover check --help')
+  agent       Run beside a model server and send heartbeats to gateways
+              (see 'drover agent --help')
   help        Print this help
 
 Options:

@@ -8,6 +8,10 @@ use drover::cli::{self, Command};
 use drover::{config, demo, replay};
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == "agent") {
+        return agent(args.skip(1));
+    }
     let command = match cli::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(e) => {
@@ -65,6 +69,30 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("drover: cannot write the output: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `drover agent …`.
+fn agent(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
+    match drover::agent::cli::parse(args, &|k| std::env::var(k).ok()) {
+        Ok(None) => {
+            print!("{}", drover::agent::cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Ok(Some(opts)) => {
+            drover::serve::init_logging();
+            match drover::agent::cli::run(opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("drover: agent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("drover: agent: {e}\nTry 'drover agent --help' for more information.");
+            ExitCode::from(2)
         }
     }
 }

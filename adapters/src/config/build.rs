@@ -14,8 +14,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::locate::{FieldPath, Index};
 use super::nodes::{self, NodeSource};
 use super::raw::{
-    Bytes, Dur, RawAffinity, RawHedge, RawLimits, RawNode, RawPools, RawRouting, RawTimeouts,
-    RawUrlPolicy,
+    Bytes, Dur, RawAffinity, RawHealth, RawHedge, RawLimits, RawNode, RawPools, RawRouting,
+    RawTimeouts, RawUrlPolicy,
 };
 use super::{
     Cidr, GatewayConfig, Limits, MAX_PERMITS, Problem, Problems, Secret, Timeouts, UrlPolicy,
@@ -233,18 +233,20 @@ fn header_safe(v: &str) -> bool {
     v.bytes().all(|b| b.is_ascii_graphic())
 }
 
-const TOP_KEYS: [&str; 13] = [
+const TOP_KEYS: [&str; 15] = [
     "listen",
     "tokens_on_loopback",
     "client_tokens",
     "client_tokens_env",
     "operator_token_env",
+    "heartbeat_token_env",
     "state_path",
     "nodes_path",
     "limits",
     "timeouts",
     "pools",
     "routing",
+    "health",
     "url_policy",
     "nodes",
 ];
@@ -256,6 +258,7 @@ struct Sections {
     client_tokens: Option<Vec<String>>,
     client_tokens_env: Option<Vec<String>>,
     operator_token_env: Option<String>,
+    heartbeat_token_env: Option<String>,
     tokens_on_loopback: Option<bool>,
     state_path: Option<String>,
     nodes_path: Option<String>,
@@ -263,6 +266,7 @@ struct Sections {
     timeouts: RawTimeouts,
     pools: RawPools,
     routing: RawRouting,
+    health: RawHealth,
     url_policy: RawUrlPolicy,
     nodes: Vec<(FieldPath, RawNode)>,
     nodes_given: bool,
@@ -278,6 +282,7 @@ fn read_sections(cx: &mut Ctx, root: &DeTable<'_>) -> Sections {
             "client_tokens" => s.client_tokens = cx.de(value, &path),
             "client_tokens_env" => s.client_tokens_env = cx.de(value, &path),
             "operator_token_env" => s.operator_token_env = cx.de(value, &path),
+            "heartbeat_token_env" => s.heartbeat_token_env = cx.de(value, &path),
             "tokens_on_loopback" => s.tokens_on_loopback = cx.de(value, &path),
             "state_path" => s.state_path = cx.de(value, &path),
             "nodes_path" => s.nodes_path = cx.de(value, &path),
@@ -285,6 +290,7 @@ fn read_sections(cx: &mut Ctx, root: &DeTable<'_>) -> Sections {
             "timeouts" => s.timeouts = cx.de(value, &path).unwrap_or_default(),
             "pools" => s.pools = cx.de(value, &path).unwrap_or_default(),
             "routing" => s.routing = cx.de(value, &path).unwrap_or_default(),
+            "health" => s.health = cx.de(value, &path).unwrap_or_default(),
             "url_policy" => s.url_policy = cx.de(value, &path).unwrap_or_default(),
             "nodes" => match value.get_ref() {
                 DeValue::Array(items) => {
@@ -356,6 +362,7 @@ pub(super) fn parse(
     config.limits = limits(&mut cx, s.limits);
     config.timeouts = timeouts(&mut cx, s.timeouts);
     config.router = routing(&mut cx, s.routing, s.pools);
+    health(&mut cx, s.health, &mut config.router);
 
     let mut sources = vec![nodes::check_all(&mut cx, s.nodes, &config.url_policy, get)];
     let mut problems = Vec::new();
@@ -451,6 +458,22 @@ fn tokens(
     config.tokens_on_loopback = s.tokens_on_loopback.unwrap_or(false);
     if let Some(name) = &s.operator_token_env {
         config.operator_token = cx.secret_env(&FieldPath::key("operator_token_env"), name, get);
+    }
+    if let Some(name) = &s.heartbeat_token_env {
+        let at = FieldPath::key("heartbeat_token_env");
+        config.heartbeat_token = cx.secret_env(&at, name, get);
+        if config
+            .heartbeat_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < SHORT_TOKEN)
+        {
+            cx.warn(
+                &at,
+                format!(
+                    "the token in `{name}` is shorter than {SHORT_TOKEN} characters: easy to guess"
+                ),
+            );
+        }
     }
 }
 
@@ -579,6 +602,34 @@ fn routing(cx: &mut Ctx, raw: RawRouting, pools: RawPools) -> RouterConfig {
     hedge(cx, &section.then("hedge"), raw.hedge, &mut c);
     c.pools = pool_limits(cx, pools);
     c
+}
+
+/// `[health]`: `stale_after` must be positive, `lost_after` at least
+/// `stale_after` (default: 1.5 × `stale_after`).
+fn health(cx: &mut Ctx, raw: RawHealth, c: &mut RouterConfig) {
+    let section = FieldPath::key("health");
+    let core = |d: Duration| drover_core::Duration::from_nanos(d.as_nanos() as u64);
+    let d = c.health;
+    let std_of = |d: drover_core::Duration| Duration::from_nanos(d.as_nanos());
+    let stale = cx.positive(
+        &section.then("stale_after"),
+        raw.stale_after,
+        std_of(d.stale_after),
+    );
+    // Without lost_after, the default ratio (lost = 1.5 × stale) holds.
+    let lost = match (raw.lost_after, raw.stale_after) {
+        (Some(Dur(l)), _) => l,
+        (None, Some(_)) => stale.mul_f64(1.5),
+        (None, None) => std_of(d.lost_after),
+    };
+    if lost < stale {
+        cx.error(
+            &section.then("lost_after"),
+            format!("must not be shorter than health.stale_after ({stale:?})"),
+        );
+    }
+    c.health.stale_after = core(stale);
+    c.health.lost_after = core(lost);
 }
 
 fn affinity(cx: &mut Ctx, at: &FieldPath, raw: RawAffinity, c: &mut RouterConfig) {

@@ -34,6 +34,8 @@ mod tests;
 #[cfg(test)]
 mod tests_env;
 #[cfg(test)]
+mod tests_health;
+#[cfg(test)]
 mod tests_nodes;
 pub mod urlpolicy;
 
@@ -262,6 +264,9 @@ pub struct GatewayConfig {
     /// Token the operator endpoints require besides loopback
     /// (`operator_token_env`).
     pub operator_token: Option<Secret>,
+    /// Token node agents present with `POST /nodes/heartbeat`
+    /// (`heartbeat_token_env`). `None`: heartbeats are refused (403).
+    pub heartbeat_token: Option<Secret>,
     /// Require client tokens from loopback clients too
     /// (`tokens_on_loopback`, default false). Turn it on when a local
     /// reverse proxy (TLS terminator) forwards remote clients, which then
@@ -271,7 +276,7 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// Timeouts.
     pub timeouts: Timeouts,
-    /// Routing settings (`[routing]`, `[pools]`). The timeouts and body cap
+    /// Routing settings (`[routing]`, `[pools]`, `[health]`). The timeouts and body cap
     /// in it are overridden from `timeouts` and `limits` by
     /// [`GatewayConfig::router_config`], which is what to give the router.
     pub router: RouterConfig,
@@ -310,6 +315,7 @@ impl GatewayConfig {
             listen: DEFAULT_LISTEN,
             client_tokens: Vec::new(),
             operator_token: None,
+            heartbeat_token: None,
             tokens_on_loopback: false,
             limits: Limits::default(),
             timeouts: Timeouts::default(),
@@ -417,7 +423,7 @@ impl GatewayConfig {
     /// A few lines saying what this config sets up, for `drover check`.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "listen {}, {} node{}, policy {}, {} client token{}{}\n",
+            "listen {}, {} node{}, policy {}, {} client token{}{}{}\n",
             self.listen,
             self.nodes.len(),
             if self.nodes.len() == 1 { "" } else { "s" },
@@ -430,6 +436,11 @@ impl GatewayConfig {
             },
             if self.operator_token.is_some() {
                 ", operator token set"
+            } else {
+                ""
+            },
+            if self.heartbeat_token.is_some() {
+                ", heartbeats enabled"
             } else {
                 ""
             },
@@ -488,6 +499,7 @@ pub(crate) fn router_error_field(e: &ConfigError) -> &'static str {
             Pool::Background => "pools.background",
         },
         ConfigError::Pools(_) => "pools.global",
+        ConfigError::Health(_) => "health",
         _ => "routing",
     }
 }

@@ -218,6 +218,14 @@ pub(super) struct RawHedge {
     pub non_stream: Option<bool>,
 }
 
+/// `[health]`: heartbeat freshness thresholds.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    pub stale_after: Option<Dur>,
+    pub lost_after: Option<Dur>,
+}
+
 /// `[url_policy]`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

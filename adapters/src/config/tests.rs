@@ -556,8 +556,8 @@ weight = 0
         [
             "conf/drover.toml:1: field `listen`: `nope` is not an address like 127.0.0.1:8080 or [::1]:8080",
             "conf/drover.toml:2: field `bogus`: unknown key `bogus`; expected one of listen, \
-             tokens_on_loopback, client_tokens, client_tokens_env, operator_token_env, state_path, nodes_path, limits, \
-             timeouts, pools, routing, url_policy, nodes",
+             tokens_on_loopback, client_tokens, client_tokens_env, operator_token_env, heartbeat_token_env, state_path, nodes_path, limits, \
+             timeouts, pools, routing, health, url_policy, nodes",
             "conf/drover.toml:4: field `limits.max_body_bytes`: must be from 1 to 1073741824, found 0",
             "conf/drover.toml:5: field `limits.max_headers`: invalid type: string \"many\", expected u64",
             "conf/drover.toml:6: field `limits.max_header_bytes`: must be from 8192 to 1048576, found 1",

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use drover_core::catalog::ModelId;
@@ -66,11 +66,14 @@ pub struct Gateway {
     /// Model names by `ModelId` (the catalog only grows).
     model_names: RwLock<Vec<Arc<str>>>,
     /// Model ids by name (models and aliases of every node).
-    model_ids: HashMap<String, ModelId>,
+    model_ids: RwLock<HashMap<String, ModelId>>,
+    /// Model lists reported by node agents, by node name; they replace the
+    /// configured lists in [`Gateway::client_models`].
+    agent_models: RwLock<HashMap<String, Vec<String>>>,
     /// Operator-set modes and their reasons, by node name (persisted).
     pub(crate) modes: Mutex<std::collections::BTreeMap<String, super::state::ModeRecord>>,
     /// True when some node lists no models (it may serve any name).
-    any_model_node: bool,
+    any_model_node: AtomicBool,
     epoch: std::time::Instant,
     next_trace: AtomicU64,
     waiters: Mutex<HashMap<u64, Sender<()>>>,
@@ -155,9 +158,10 @@ impl Gateway {
             state_path: None,
             upstreams: RwLock::new(upstreams),
             model_names: RwLock::new(model_names),
-            model_ids,
+            model_ids: RwLock::new(model_ids),
+            agent_models: RwLock::new(HashMap::new()),
             modes: Mutex::new(std::collections::BTreeMap::new()),
-            any_model_node,
+            any_model_node: AtomicBool::new(any_model_node),
             epoch: std::time::Instant::now(),
             next_trace: AtomicU64::new(seed() | 1),
             waiters: Mutex::new(HashMap::new()),
@@ -204,26 +208,100 @@ impl Gateway {
 
     /// The catalog id of a model name (a model or an alias).
     pub fn model_id(&self, name: &str) -> Option<ModelId> {
-        self.model_ids.get(name).copied()
+        self.model_ids
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .copied()
     }
 
     /// True when some node lists no models and so may serve a name the
     /// catalog does not know.
     pub fn has_open_catalog_node(&self) -> bool {
-        self.any_model_node
+        self.any_model_node.load(Ordering::Relaxed)
     }
 
     /// The model names clients may ask for: every model and alias of every
     /// node, sorted.
     pub fn client_models(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        let reported = self
+            .agent_models
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         for n in &self.cfg.nodes {
-            out.extend(n.models.iter().cloned());
+            match reported.get(&n.name) {
+                Some(models) => out.extend(models.iter().cloned()),
+                None => out.extend(n.models.iter().cloned()),
+            }
             out.extend(n.model_aliases.keys().cloned());
         }
         out.sort();
         out.dedup();
         out
+    }
+
+    /// Replaces the models of node `id` (named `name`) with `models`, as
+    /// its agent reported them: interns new names in the router's catalog,
+    /// updates the node's spec, and brings the gateway's name tables up to
+    /// date. Aliases are kept. An empty list changes nothing (a node
+    /// without models is better left as configured than opened to any
+    /// name).
+    ///
+    /// # Errors
+    ///
+    /// The catalog is full, or the router refused the new spec; nothing
+    /// changed in the router then.
+    pub(crate) fn set_node_models(
+        &self,
+        id: NodeId,
+        name: &str,
+        models: &[String],
+    ) -> Result<(), String> {
+        if models.is_empty() {
+            return Ok(());
+        }
+        let (names, any) = self.router.with_mut(|r| {
+            let mut spec = r.node(id).ok_or("unknown node")?.spec.clone();
+            spec.models = drover_core::catalog::ModelSet::EMPTY;
+            for m in models {
+                let mid = r
+                    .catalog_mut()
+                    .intern_model(m)
+                    .map_err(|e| format!("model `{m}`: {e}"))?;
+                spec.models.insert(mid);
+            }
+            r.update_node(id, spec).map_err(|e| e.to_string())?;
+            let catalog = r.catalog();
+            let names: Vec<Arc<str>> = (0..catalog.model_count())
+                .map(|i| {
+                    let id = ModelId(u16::try_from(i).unwrap_or(u16::MAX));
+                    Arc::from(catalog.model_name(id).unwrap_or(""))
+                })
+                .collect();
+            let any = r.nodes().iter().any(|(_, n)| n.spec.models.is_any());
+            Ok::<_, String>((names, any))
+        })?;
+        {
+            let mut ids = self
+                .model_ids
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (i, n) in names.iter().enumerate() {
+                ids.entry(n.to_string())
+                    .or_insert(ModelId(u16::try_from(i).unwrap_or(u16::MAX)));
+            }
+        }
+        *self
+            .model_names
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = names;
+        self.any_model_node.store(any, Ordering::Relaxed);
+        self.agent_models
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), models.to_vec());
+        Ok(())
     }
 
     /// Registers a queued call for its wakeup.

@@ -8,6 +8,7 @@
 //! | `POST /api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings` | clients | Ollama front |
 //! | `GET /api/tags`, `/api/version` | clients | Ollama catalog and version |
 //! | `GET /status` | anyone | public counts; per-node detail on loopback |
+//! | `POST /nodes/heartbeat` | node agents (heartbeat token) | see [`super::heartbeat`] |
 //! | `GET /metrics`, `GET /nodes`, `POST /nodes/{name}/mode`, `POST /route/preview`, `GET /trace/{id}` | operators | see [`super::operator`] |
 //!
 //! Client tokens, when configured, are required from every client that is
@@ -95,6 +96,7 @@ fn route_label(path: &str) -> &'static str {
         "/api/version" => "version",
         "/status" => "status",
         "/metrics" => "metrics",
+        "/nodes/heartbeat" => "heartbeat",
         p if p.starts_with("/nodes") => "nodes",
         "/route/preview" => "preview",
         p if p.starts_with("/trace/") => "trace",
@@ -103,6 +105,7 @@ fn route_label(path: &str) -> &'static str {
 }
 
 /// A refusal before or instead of a call.
+#[derive(Debug)]
 pub(crate) struct HttpError {
     pub status: StatusCode,
     pub code: &'static str,
@@ -206,14 +209,14 @@ pub(crate) fn operator_auth<B>(
     }
 }
 
-fn bearer(h: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(h: &HeaderMap) -> Option<&str> {
     let v = h.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Compares secrets in time independent of where they first differ.
-fn ct_eq(a: &str, b: &str) -> bool {
+pub(crate) fn ct_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
@@ -395,6 +398,7 @@ async fn other(
             r
         }
         (Method::GET, "/status") => operator::status(gw, peer),
+        (Method::POST, "/nodes/heartbeat") => super::heartbeat::handle(gw, req).await,
         (_, p) if operator::is_operator_path(p) => {
             if let Err(e) = operator_auth(gw, &req, peer) {
                 return error(Front::OpenAi, e);

@@ -27,6 +27,7 @@ pub mod body;
 pub mod call;
 pub mod demo;
 pub mod gateway;
+pub mod heartbeat;
 pub mod http;
 pub mod operator;
 pub mod state;
