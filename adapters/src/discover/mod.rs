@@ -220,9 +220,12 @@ pub fn run_with(
         refused: refused.len(),
         ..Report::default()
     };
+    // Two names for one address (`localhost`, `127.0.0.1`) probe it once.
+    let mut seen = BTreeSet::new();
     let targets: Vec<(Host, u16)> = hosts
         .iter()
         .flat_map(|h| opts.ports.iter().map(move |p| (h.clone(), *p)))
+        .filter(|(h, p)| seen.insert(SocketAddr::new(h.ip, *p)))
         .collect();
     report.probed = targets.len();
     let probed: BTreeSet<String> = targets

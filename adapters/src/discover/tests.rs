@@ -255,11 +255,12 @@ fn refused_hosts_are_never_contacted() {
     let file = dir.0.join("nodes.json");
     let mut o = opts(&[fake.addr().port()], &file);
     o.hosts = hosts[..4].to_vec();
+    o.hosts.push("localhost".to_owned()); // 127.0.0.1 again: probed once
     let mut err = Vec::new();
     let report = run_with(&o, &no_resolve, &mut err).unwrap();
     assert_eq!(
         (report.hosts, report.refused, report.probed, report.ollama),
-        (4, 3, 1, 1)
+        (5, 3, 1, 1)
     );
     let err = String::from_utf8(err).unwrap();
     for h in ["8.8.8.8", "169.254.169.254", "0.0.0.0"] {
@@ -421,6 +422,10 @@ fn command_line() {
         crate::cli::parse(["discover", "-h"].map(std::ffi::OsString::from)),
         Ok(Command::DiscoverHelp)
     );
+    let top = crate::cli::parse(
+        ["discover", "--hosts", "10.0.0.5", "--write", "n.json"].map(std::ffi::OsString::from),
+    );
+    assert!(matches!(top, Ok(Command::Discover(o)) if o.hosts == ["10.0.0.5"]));
     bad(&["--write", "n"], "missing option '--hosts'");
     bad(&["--hosts", "h"], "missing option '--write'");
     bad(&["--hosts", " , ", "--write", "n"], "'--hosts'");
