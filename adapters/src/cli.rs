@@ -35,6 +35,8 @@ Commands:
               problem (see 'drover check --help')
   agent       Run beside a model server and send heartbeats to gateways
               (see 'drover agent --help')
+  discover    Probe hosts for Ollama and OpenAI-compatible servers and write
+              a nodes file (see 'drover discover --help')
   help        Print this help
 
 Options:
@@ -177,6 +179,10 @@ pub enum Command {
     CheckHelp,
     /// `drover check FILE`.
     Check(PathBuf),
+    /// `drover discover --help`.
+    DiscoverHelp,
+    /// `drover discover …`.
+    Discover(crate::discover::DiscoverOptions),
 }
 
 /// Which policies `drover replay` runs.
@@ -277,7 +283,7 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-fn usage<T>(msg: String) -> Result<T, UsageError> {
+pub(crate) fn usage<T>(msg: String) -> Result<T, UsageError> {
     Err(UsageError(msg))
 }
 
@@ -303,6 +309,7 @@ where
         "demo" => return parse_demo(args),
         "replay" => return parse_replay(args),
         "check" => return parse_check(args),
+        "discover" => return crate::discover::parse(args),
         other if other.starts_with('-') => return usage(format!("unknown option '{other}'")),
         other => return usage(format!("unknown command '{other}'")),
     };
@@ -317,7 +324,7 @@ where
 
 /// Reads one option of `command` from `arg` (and the next argument, unless
 /// the value is inline): its name and value. `Ok(None)` for `-h`/`--help`.
-fn option(
+pub(crate) fn option(
     arg: OsString,
     args: &mut impl Iterator<Item = OsString>,
     command: &str,
@@ -470,7 +477,7 @@ fn parse_check(args: impl Iterator<Item = OsString>) -> Result<Command, UsageErr
     }
 }
 
-fn path(name: &str, value: &str, what: &str) -> Result<PathBuf, UsageError> {
+pub(crate) fn path(name: &str, value: &str, what: &str) -> Result<PathBuf, UsageError> {
     if value.is_empty() {
         usage(format!("invalid value '' for '{name}': expected {what}"))
     } else {

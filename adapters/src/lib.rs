@@ -28,6 +28,8 @@
 //!   overrides and the node URL policy (`drover check FILE`).
 //! - [`ops`] renders the operator surfaces (Prometheus text, status, nodes,
 //!   route preview, traces) and holds the gateway's counters.
+//! - [`discover`] probes hosts for model servers and writes a nodes file
+//!   (`drover discover`).
 //! - [`fake`] is fake model servers (Ollama and OpenAI-compatible, real
 //!   HTTP on 127.0.0.1) for `serve --demo`, the tests and the benches.
 //! - [`demo`] builds the simulated swarm and workload of `drover demo` and
@@ -40,6 +42,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discover;
 pub mod fake;
 pub mod ops;
 pub mod replay;

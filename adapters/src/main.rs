@@ -45,6 +45,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        Command::DiscoverHelp => drover::discover::USAGE.to_owned(),
+        Command::Discover(opts) => match drover::discover::run(&opts, &mut io::stderr()) {
+            Ok(report) => report.to_string(),
+            Err(e) => {
+                eprintln!("drover: discover: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         Command::Version => format!("drover {}\n", env!("CARGO_PKG_VERSION")),
         Command::Demo(opts) => match demo::run(&opts) {
             Ok(text) => text,

@@ -256,6 +256,12 @@ pub(super) struct RawNode {
     pub tags: Option<Vec<String>>,
     #[serde(alias = "allow_auth_to_public")]
     pub allow_auth_to_public: Option<bool>,
+    /// `pinModels`: `drover discover` keeps this node's `models` as they
+    /// are instead of replacing them with the node's catalog. The gateway
+    /// itself only checks that it is a boolean.
+    #[serde(alias = "pin_models")]
+    #[allow(dead_code)]
+    pub pin_models: Option<bool>,
 }
 
 #[cfg(test)]

@@ -565,3 +565,23 @@ tags = [\"gpu\"]
         ps[0]
     );
 }
+
+#[test]
+fn pin_models_is_a_boolean_the_gateway_accepts() {
+    let dir = Dir::new("pin-models");
+    let node = |pin: &str| {
+        format!(
+            r#"[{{"name": "p", "kind": "ollama", "baseUrl": "http://10.1.0.2:11434",
+              "models": ["m"], "pinModels": {pin}}}]"#
+        )
+    };
+    dir.write("pinned.json", &node("true"));
+    let conf = dir.write("d.toml", "nodes_path = \"pinned.json\"\n");
+    let c = GatewayConfig::load_with(&conf, &no_env).unwrap_or_else(|p| panic!("{p}"));
+    assert_eq!(c.nodes[0].models, ["m"]);
+    dir.write("pinned.json", &node("\"yes\""));
+    let ps = GatewayConfig::load_with(&conf, &no_env).unwrap_err().0;
+    assert_eq!(ps.len(), 1, "{}", Problems(ps.clone()));
+    assert_eq!(ps[0].field, "nodes[0].pinModels");
+    assert!(ps[0].reason.contains("boolean"), "{}", ps[0].reason);
+}
