@@ -4,6 +4,9 @@
 //! Options take their value as `--name VALUE` or `--name=VALUE`. Every error
 //! names the argument at fault; the binary prints it and exits with status 2.
 
+mod serve;
+pub use serve::SERVE_USAGE;
+
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
@@ -65,35 +68,6 @@ Options:
       --policy P       p2c, round_robin, random, least_loaded,
                        weighted_random, least_in_flight, p2c_peak_ewma,
                        or all [default: p2c]
-  -h, --help           Print this help
-";
-
-/// `drover serve --help`.
-pub const SERVE_USAGE: &str = "\
-drover serve: runs the gateway. Clients talk OpenAI (/v1/chat/completions,
-/v1/embeddings, /v1/models) or Ollama (/api/chat, /api/generate, /api/embed,
-/api/embeddings, /api/tags, /api/version) to it; it routes each call to one
-of the configured model servers, fails over before the first token, and
-streams the answer back. Operator endpoints (loopback only): /status,
-/metrics, /nodes, /nodes/NAME/mode, /route/preview, /trace/ID.
-
-Without --config it listens on 127.0.0.1:8080 with one node, a local Ollama
-at http://127.0.0.1:11434. Logs go to stderr, filtered by DROVER_LOG
-(e.g. DROVER_LOG=debug). SIGINT or SIGTERM stops it gracefully.
-
-Usage: drover serve [OPTIONS]
-
-Options:
-      --config FILE    Gateway config (TOML; see 'drover check FILE')
-      --listen ADDR    Address to listen on, e.g. 127.0.0.1:8080
-                       [default: the config's, else 127.0.0.1:8080]
-      --state FILE     Where node modes and learned latencies are kept
-                       across restarts [default: the config's state_path,
-                       else $XDG_STATE_HOME/drover/state.json or
-                       ~/.local/state/drover/state.json; never with --demo]
-      --demo           Serve three SIMULATED model servers started in this
-                       process (fake tokens, one of them flaky) instead of
-                       the configured nodes
   -h, --help           Print this help
 ";
 
@@ -305,7 +279,7 @@ where
     let command = match first.as_str() {
         "-h" | "--help" | "help" => Command::Help,
         "-V" | "--version" => Command::Version,
-        "serve" => return parse_serve(args),
+        "serve" => return serve::parse(args),
         "demo" => return parse_demo(args),
         "replay" => return parse_replay(args),
         "check" => return parse_check(args),
@@ -354,39 +328,6 @@ pub(crate) fn option(
         },
     };
     Ok(Some((name, value)))
-}
-
-fn parse_serve(mut args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
-    let mut opts = crate::serve::ServeOptions::default();
-    let known = ["--config", "--listen", "--state"];
-    while let Some(arg) = args.next() {
-        if arg == "--demo" {
-            if opts.demo {
-                return usage("option '--demo' is given twice".to_owned());
-            }
-            opts.demo = true;
-            continue;
-        }
-        let Some((name, value)) = option(arg, &mut args, "serve", &known)? else {
-            return Ok(Command::ServeHelp);
-        };
-        let twice = || usage(format!("option '{name}' is given twice"));
-        match name.as_str() {
-            "--config" if opts.config.is_some() => return twice(),
-            "--config" => opts.config = Some(path(&name, &value, "a config file")?),
-            "--state" if opts.state.is_some() => return twice(),
-            "--state" => opts.state = Some(path(&name, &value, "a state file")?),
-            "--listen" if opts.listen.is_some() => return twice(),
-            _ => {
-                opts.listen = Some(value.parse().map_err(|_| {
-                    UsageError(format!(
-                        "option '--listen': '{value}' is not an address like 127.0.0.1:8080"
-                    ))
-                })?)
-            }
-        }
-    }
-    Ok(Command::Serve(opts))
 }
 
 fn parse_demo(mut args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
@@ -797,43 +738,6 @@ mod tests {
     }
 
     #[cfg(unix)]
-    #[test]
-    fn serve_options_parse_and_bad_ones_name_the_option() {
-        use crate::serve::ServeOptions;
-        assert_eq!(p(&["serve"]), Ok(Command::Serve(ServeOptions::default())));
-        assert_eq!(p(&["serve", "--help"]), Ok(Command::ServeHelp));
-        assert_eq!(
-            p(&[
-                "serve",
-                "--demo",
-                "--listen",
-                "127.0.0.1:9",
-                "--config=a.toml",
-                "--state",
-                "s.json"
-            ]),
-            Ok(Command::Serve(ServeOptions {
-                config: Some("a.toml".into()),
-                listen: Some("127.0.0.1:9".parse().unwrap()),
-                demo: true,
-                state: Some("s.json".into()),
-            }))
-        );
-        assert_eq!(
-            err(&["serve", "--demo", "--demo"]),
-            "option '--demo' is given twice"
-        );
-        assert!(err(&["serve", "--listen", "localhost"]).contains("'localhost' is not an address"));
-        assert_eq!(
-            err(&["serve", "--port", "1"]),
-            "unknown option '--port' for 'drover serve'"
-        );
-        assert_eq!(
-            err(&["serve", "--config"]),
-            "option '--config' needs a value"
-        );
-    }
-
     #[test]
     fn non_utf8_arguments_are_refused() {
         use std::os::unix::ffi::OsStringExt;
