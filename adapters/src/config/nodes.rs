@@ -354,6 +354,35 @@ fn json_message(e: &serde_json::Error) -> String {
     }
 }
 
+/// Refuses a nodes file that someone other than its owner could have
+/// changed: a symbolic link (its target may move), or a file that its group
+/// or everyone may write. The nodes file decides where prompts and API keys
+/// go, so it must be as trusted as the config itself.
+pub(crate) fn trusted_file(path: &Path) -> Result<(), String> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Err(format!("cannot read the nodes file: {e}")),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(
+            "the nodes file is a symbolic link; point nodes_path at the file itself".to_owned(),
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(format!(
+                "the nodes file may be written by its group or by everyone (mode {:o}); \
+                 run `chmod go-w` on it",
+                mode & 0o777
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reads and checks the nodes JSON at `path`: a list of nodes, or an
 /// object `{"nodes": [...]}`. Returns the nodes, the problems and the
 /// warnings.
@@ -362,6 +391,13 @@ pub(super) fn load_file(
     policy: &UrlPolicy,
     get: &dyn Fn(&str) -> Option<String>,
 ) -> (NodeSource, Vec<Problem>, Vec<Problem>) {
+    if let Err(reason) = trusted_file(path) {
+        return (
+            NodeSource::default(),
+            vec![Problem::file(path, reason)],
+            Vec::new(),
+        );
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {

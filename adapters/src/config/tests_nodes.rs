@@ -585,3 +585,39 @@ fn pin_models_is_a_boolean_the_gateway_accepts() {
     assert_eq!(ps[0].field, "nodes[0].pinModels");
     assert!(ps[0].reason.contains("boolean"), "{}", ps[0].reason);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_nodes_file_that_others_could_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new("trust");
+    let nodes = dir.write(
+        "real.json",
+        "[{\"name\": \"b\", \"kind\": \"ollama\", \"baseUrl\": \"http://10.0.0.2:1\"}]\n",
+    );
+    std::fs::set_permissions(&nodes, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ok = dir.write("ok.toml", "nodes_path = \"real.json\"\n");
+    assert_eq!(
+        GatewayConfig::load_with(&ok, &no_env).unwrap().nodes.len(),
+        1
+    );
+
+    std::os::unix::fs::symlink(&nodes, dir.0.join("link.json")).unwrap();
+    let conf = dir.write("link.toml", "nodes_path = \"link.json\"\n");
+    let ps = GatewayConfig::load_with(&conf, &no_env).unwrap_err().0;
+    assert!(
+        ps.iter().any(|p| p.reason.contains("symbolic link")),
+        "{}",
+        Problems(ps.clone())
+    );
+
+    for mode in [0o620, 0o602] {
+        std::fs::set_permissions(&nodes, std::fs::Permissions::from_mode(mode)).unwrap();
+        let ps = GatewayConfig::load_with(&ok, &no_env).unwrap_err().0;
+        assert!(
+            ps.iter().any(|p| p.reason.contains("chmod go-w")),
+            "mode {mode:o}: {}",
+            Problems(ps.clone())
+        );
+    }
+}
