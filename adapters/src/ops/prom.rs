@@ -100,6 +100,8 @@ pub fn prometheus<const N: usize, const C: usize, const Q: usize>(
 type OpCount = fn(&OpMetrics) -> u64;
 /// One histogram of an operation.
 type OpHist = fn(&OpMetrics) -> &Histogram;
+/// Reads an operation's counts by reason (failures or rejections).
+type OpReasons = fn(&OpMetrics) -> &[u64];
 
 fn calls<const N: usize, const C: usize, const Q: usize>(p: &mut Prom<'_>, r: &Router<N, C, Q>) {
     let m = r.metrics();
@@ -122,34 +124,26 @@ fn calls<const N: usize, const C: usize, const Q: usize>(p: &mut Prom<'_>, r: &R
             p.line(name, "", &[("op", op.label())], None, &get(m.op(op)));
         }
     }
-    let name = "drover_requests_failed_total";
-    p.family(name, "counter", "Calls that failed, by the last failure.");
-    for op in Op::ALL {
-        for (reason, n) in FAILURE_LABELS.iter().zip(m.op(op).failed) {
-            p.line(
-                name,
-                "",
-                &[("op", op.label()), ("reason", reason)],
-                None,
-                &n,
-            );
-        }
-    }
-    let name = "drover_requests_rejected_total";
-    p.family(
-        name,
-        "counter",
-        "Calls refused before any attempt, by reason.",
-    );
-    for op in Op::ALL {
-        for (reason, n) in REJECT_LABELS.iter().zip(m.op(op).rejected) {
-            p.line(
-                name,
-                "",
-                &[("op", op.label()), ("reason", reason)],
-                None,
-                &n,
-            );
+    let by_reason: [(&str, &str, &[&str], OpReasons); 2] = [
+        (
+            "drover_requests_failed_total",
+            "Calls that failed, by the last failure.",
+            &FAILURE_LABELS,
+            |o| &o.failed,
+        ),
+        (
+            "drover_requests_rejected_total",
+            "Calls refused before any attempt, by reason.",
+            &REJECT_LABELS,
+            |o| &o.rejected,
+        ),
+    ];
+    for (name, help, labels, counts) in by_reason {
+        p.family(name, "counter", help);
+        for op in Op::ALL {
+            for (reason, n) in labels.iter().zip(counts(m.op(op))) {
+                p.line(name, "", &[("op", op.label()), ("reason", reason)], None, n);
+            }
         }
     }
     let hists: [(&str, &str, OpHist); 3] = [

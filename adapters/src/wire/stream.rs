@@ -454,6 +454,34 @@ impl StreamTranslator {
         out.extend_from_slice(b"\n\n");
     }
 
+    /// Writes one `chat.completion.chunk` event with at most one choice.
+    fn write_event(
+        &self,
+        out: &mut Vec<u8>,
+        created: i64,
+        choice: Option<(DeltaOut<'_>, Option<&str>)>,
+        usage: Option<Usage>,
+    ) {
+        let choices = choice
+            .map(|(delta, finish_reason)| ChoiceOut {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason,
+            })
+            .into_iter()
+            .collect();
+        let chunk = ChunkOut {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created,
+            model: &self.model,
+            choices,
+            usage,
+        };
+        self.write_chunk(out, &chunk);
+    }
+
     fn ollama_to_openai(
         &mut self,
         line: &OllamaReply<'_>,
@@ -480,21 +508,7 @@ impl StreamTranslator {
                 tool_calls,
             };
             self.role_sent = true;
-            let choices = vec![ChoiceOut {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason: None,
-            }];
-            let chunk = ChunkOut {
-                id: &self.id,
-                object: "chat.completion.chunk",
-                created,
-                model: &self.model,
-                choices,
-                usage: None,
-            };
-            self.write_chunk(out, &chunk);
+            self.write_event(out, created, Some((delta, None)), None);
         }
         if line.done {
             self.done = true;
@@ -503,32 +517,10 @@ impl StreamTranslator {
                 role: (!self.role_sent).then_some("assistant"),
                 ..DeltaOut::default()
             };
-            let choices = vec![ChoiceOut {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason: Some(finish),
-            }];
-            let chunk = ChunkOut {
-                id: &self.id,
-                object: "chat.completion.chunk",
-                created,
-                model: &self.model,
-                choices,
-                usage: None,
-            };
-            self.write_chunk(out, &chunk);
+            self.write_event(out, created, Some((delta, Some(finish))), None);
             if self.include_usage {
                 let usage = Usage::new(line.prompt_eval_count, line.eval_count);
-                let chunk = ChunkOut {
-                    id: &self.id,
-                    object: "chat.completion.chunk",
-                    created,
-                    model: &self.model,
-                    choices: Vec::new(),
-                    usage: Some(usage),
-                };
-                self.write_chunk(out, &chunk);
+                self.write_event(out, created, None, Some(usage));
             }
             out.extend_from_slice(b"data: [DONE]\n\n");
         }
