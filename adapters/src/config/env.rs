@@ -108,7 +108,7 @@ pub(super) fn apply(
 /// Puts the nodes of `path` in place of those of the config's `nodes_path`
 /// (and of the default local node of a gateway run without a config file),
 /// keeping the inline ones.
-fn replace_file_nodes(
+pub(super) fn replace_file_nodes(
     config: &mut GatewayConfig,
     path: &Path,
     source: NodeSource,

@@ -253,6 +253,17 @@ impl NodeConfig {
     }
 }
 
+/// The core's node specs for `nodes`, interning their model names in
+/// `catalog` (what [`GatewayConfig::node_specs`] does for the config's own
+/// nodes; a reload of the nodes file uses it for the new list).
+///
+/// # Errors
+///
+/// A name the core refuses, or a full catalog, naming the node's field.
+pub fn node_specs_of(nodes: &[NodeConfig], catalog: &mut Catalog) -> Result<Vec<NodeSpec>, Problems> {
+    nodes::node_specs(nodes, catalog)
+}
+
 /// Everything `drover serve` is configured with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatewayConfig {
@@ -408,6 +419,37 @@ impl GatewayConfig {
     /// model names, aliases and tags in `catalog`.
     pub fn node_specs(&self, catalog: &mut Catalog) -> Result<Vec<NodeSpec>, Problems> {
         nodes::node_specs(&self.nodes, catalog)
+    }
+
+    /// Re-reads the nodes file (`nodes_path`) and returns the whole node
+    /// list the gateway should now route to: the inline `[[nodes]]` first,
+    /// then the file's, checked exactly as at start (URL policy, names,
+    /// trust of the file: no symbolic link, not group/world-writable).
+    /// `get` reads the environment, for `apiKeyEnv`.
+    ///
+    /// # Errors
+    ///
+    /// Every problem, each naming the file, line and field; the caller then
+    /// keeps the nodes it has. A config without `nodes_path` has nothing to
+    /// reload: a problem saying so.
+    pub fn reload_nodes(
+        &self,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<NodeConfig>, Problems> {
+        let Some(path) = self.nodes_path.clone() else {
+            return Err(Problems(vec![Problem::file(
+                &self.origin,
+                "no nodes_path: there is no nodes file to reload".to_owned(),
+            )]));
+        };
+        let (source, mut problems, _warnings) = nodes::load_file(&path, &self.url_policy, get);
+        let mut next = self.clone();
+        env::replace_file_nodes(&mut next, &path, source, &mut problems);
+        if problems.is_empty() {
+            Ok(next.nodes)
+        } else {
+            Err(Problems(problems))
+        }
     }
 
     /// Applies the `DROVER_*` overrides found by `get` (pass

@@ -41,6 +41,7 @@
 //! | `drover_http_responses_total` | counter (non-zero only) | endpoint, code ([`STATUS_LABELS`](super::STATUS_LABELS)) |
 //! | `drover_http_rejections_total` | counter | reason ([`REJECTION_LABELS`](super::REJECTION_LABELS)) |
 //! | `drover_client_disconnects_total`, `drover_streams_broken_total`, `drover_upstream_bytes_total` | counter | |
+//! | `drover_nodes_reloads_total` | counter | `result` (`applied`, `refused`) |
 //!
 //! Histograms convert the core's fixed buckets
 //! ([`BUCKET_BOUNDS`](drover_core::histogram::BUCKET_BOUNDS), 1 ms to
@@ -475,6 +476,15 @@ fn gateway(p: &mut Prom<'_>, stats: &GatewayStats) {
         p.family(name, "counter", help);
         p.line(name, "", &[], None, &v);
     }
+    let name = "drover_nodes_reloads_total";
+    p.family(
+        name,
+        "counter",
+        "Reloads of the nodes file, by result (applied, or refused for its problems).",
+    );
+    let (applied, refused) = stats.nodes_reloads();
+    p.line(name, "", &[("result", "applied")], None, &applied);
+    p.line(name, "", &[("result", "refused")], None, &refused);
 }
 
 /// Writes exposition lines into a `String`.

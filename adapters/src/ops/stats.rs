@@ -109,6 +109,7 @@ pub struct GatewayStats {
     client_disconnects: AtomicU64,
     streams_broken: AtomicU64,
     upstream_bytes: AtomicU64,
+    nodes_reloads: [AtomicU64; 2],
 }
 
 impl Default for GatewayStats {
@@ -129,6 +130,7 @@ impl GatewayStats {
             client_disconnects: AtomicU64::new(0),
             streams_broken: AtomicU64::new(0),
             upstream_bytes: AtomicU64::new(0),
+            nodes_reloads: [const { AtomicU64::new(0) }; 2],
         }
     }
 
@@ -163,7 +165,20 @@ impl GatewayStats {
         self.upstream_bytes.fetch_add(n, Relaxed);
     }
 
+    /// Counts one reload of the nodes file: applied (`true`) or refused.
+    pub fn record_nodes_reload(&self, applied: bool) {
+        self.nodes_reloads[usize::from(applied)].fetch_add(1, Relaxed);
+    }
+
     // ----- getters -----
+
+    /// Reloads of the nodes file: `(applied, refused)`.
+    pub fn nodes_reloads(&self) -> (u64, u64) {
+        (
+            self.nodes_reloads[1].load(Relaxed),
+            self.nodes_reloads[0].load(Relaxed),
+        )
+    }
 
     /// Responses counted for `endpoint` and `status`, with the same folding
     /// as [`record_response`](Self::record_response).

@@ -74,6 +74,12 @@ pub struct Gateway {
     pub(crate) modes: Mutex<std::collections::BTreeMap<String, super::state::ModeRecord>>,
     /// True when some node lists no models (it may serve any name).
     any_model_node: AtomicBool,
+    /// The nodes routed to now: `cfg.nodes` at start, then what the last
+    /// good reload of the nodes file gave.
+    nodes: RwLock<Vec<crate::config::NodeConfig>>,
+    /// Names of nodes dropped from the nodes file that still had calls in
+    /// flight: disabled, and removed once idle.
+    retiring: Mutex<Vec<String>>,
     epoch: std::time::Instant,
     next_trace: AtomicU64,
     waiters: Mutex<HashMap<u64, Sender<()>>>,
@@ -151,6 +157,8 @@ impl Gateway {
         );
         Ok(Gateway {
             router: GwShared::from_box(router),
+            nodes: RwLock::new(cfg.nodes.clone()),
+            retiring: Mutex::new(Vec::new()),
             cfg,
             client,
             stats: GatewayStats::default(),
@@ -229,7 +237,8 @@ impl Gateway {
             .agent_models
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        for n in &self.cfg.nodes {
+        let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        for n in nodes.iter() {
             match reported.get(&n.name) {
                 Some(models) => out.extend(models.iter().cloned()),
                 None => out.extend(n.models.iter().cloned()),
@@ -282,6 +291,203 @@ impl Gateway {
             let any = r.nodes().iter().any(|(_, n)| n.spec.models.is_any());
             Ok::<_, String>((names, any))
         })?;
+        self.set_model_names(names, any);
+        self.agent_models
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), models.to_vec());
+        Ok(())
+    }
+
+    /// The nodes routed to now (the config's, or the last good reload of
+    /// the nodes file).
+    pub fn node_configs(&self) -> Vec<crate::config::NodeConfig> {
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes the router route to `next` instead of the current nodes, as a
+    /// reload of the nodes file asks:
+    /// - a new name is added (with its saved operator mode, if any);
+    /// - a node whose settings changed is updated in place, keeping what was
+    ///   learned about it (latency, breaker); a changed URL takes effect for
+    ///   the next attempt;
+    /// - a name no longer listed is disabled at once and removed as soon as
+    ///   no call uses it (see [`Gateway::retire_idle_nodes`]).
+    ///
+    /// Everything is checked before anything changes: on error (an address
+    /// that does not resolve, a full node table or catalog) the gateway keeps
+    /// routing to the nodes it had.
+    ///
+    /// # Errors
+    ///
+    /// What was wrong, naming the node.
+    pub fn apply_nodes(
+        &self,
+        next: Vec<crate::config::NodeConfig>,
+    ) -> Result<ReloadSummary, String> {
+        let now = self.now();
+        let current = self.node_configs();
+        let same = |a: &crate::config::NodeConfig, b: &crate::config::NodeConfig| {
+            let mut a = a.clone();
+            a.index = b.index;
+            a.line = b.line;
+            a.origin.clone_from(&b.origin);
+            a == *b
+        };
+        let mut ups = Vec::with_capacity(next.len());
+        for n in &next {
+            ups.push(upstream_of(n).map_err(|e| e.to_string())?);
+        }
+        let modes = self
+            .modes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut summary = ReloadSummary::default();
+        let mut retire = Vec::new();
+        let placed = self.router.with_mut(|r| {
+            let specs = crate::config::node_specs_of(&next, r.catalog_mut())
+                .map_err(|e| e.to_string())?;
+            let free = MAX_NODES - r.nodes().iter().count();
+            let added = next
+                .iter()
+                .filter(|n| r.nodes().find(&n.name).is_none())
+                .count();
+            if added > free {
+                return Err(format!(
+                    "the nodes file lists {added} new node(s) but only {free} more fit \
+                     (at most {MAX_NODES} nodes)"
+                ));
+            }
+            let mut placed = Vec::with_capacity(next.len());
+            for (n, spec) in next.iter().zip(specs) {
+                let old = current.iter().find(|c| c.name == n.name);
+                let mode = modes.get(&n.name).map_or(drover_core::node::Mode::Enabled, |m| m.mode);
+                let id = match r.nodes().find(&n.name) {
+                    Some(id) => {
+                        if old.is_none_or(|o| !same(o, n)) {
+                            r.update_node(id, spec).map_err(|e| format!("node `{}`: {e}", n.name))?;
+                            summary.updated += 1;
+                        } else {
+                            summary.unchanged += 1;
+                        }
+                        if old.is_none() {
+                            // It was retiring and is listed again.
+                            let _ = r.set_mode(id, mode, now);
+                        }
+                        id
+                    }
+                    None => {
+                        let id = r.add_node(spec).map_err(|e| format!("node `{}`: {e}", n.name))?;
+                        let _ = r.set_mode(id, mode, now);
+                        summary.added += 1;
+                        id
+                    }
+                };
+                placed.push(id);
+            }
+            for c in &current {
+                if next.iter().all(|n| n.name != c.name) {
+                    if let Some(id) = r.nodes().find(&c.name) {
+                        let _ = r.set_mode(id, drover_core::node::Mode::Disabled, now);
+                        retire.push(c.name.clone());
+                        summary.removed += 1;
+                    }
+                }
+            }
+            let catalog = r.catalog();
+            let names: Vec<Arc<str>> = (0..catalog.model_count())
+                .map(|i| {
+                    let id = ModelId(u16::try_from(i).unwrap_or(u16::MAX));
+                    Arc::from(catalog.model_name(id).unwrap_or(""))
+                })
+                .collect();
+            let any = r.nodes().iter().any(|(_, n)| {
+                n.spec.models.is_any() && n.mode != drover_core::node::Mode::Disabled
+            });
+            Ok::<_, String>((placed, names, any))
+        });
+        let (placed, names, any) = placed?;
+        {
+            let mut table = self
+                .upstreams
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (id, up) in placed.iter().zip(ups) {
+                if let Some(slot) = table.get_mut(usize::from(id.0)) {
+                    *slot = Some(up);
+                }
+            }
+        }
+        self.set_model_names(names, any);
+        {
+            let mut agent = self
+                .agent_models
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for n in &next {
+                if current.iter().any(|c| c.name == n.name && c.models != n.models) {
+                    agent.remove(&n.name);
+                }
+            }
+            for name in &retire {
+                agent.remove(name);
+            }
+        }
+        {
+            let mut retiring = self.retiring.lock().unwrap_or_else(PoisonError::into_inner);
+            retiring.retain(|name| next.iter().all(|n| &n.name != name));
+            for name in retire {
+                if !retiring.contains(&name) {
+                    retiring.push(name);
+                }
+            }
+        }
+        *self.nodes.write().unwrap_or_else(PoisonError::into_inner) = next;
+        self.retire_idle_nodes();
+        Ok(summary)
+    }
+
+    /// Removes the nodes dropped by a reload that no call uses any more
+    /// (nothing in flight or reserved on them). Returns how many are still
+    /// waiting for their calls to end.
+    pub fn retire_idle_nodes(&self) -> usize {
+        let mut retiring = self.retiring.lock().unwrap_or_else(PoisonError::into_inner);
+        if retiring.is_empty() {
+            return 0;
+        }
+        let mut freed = Vec::new();
+        self.router.with_mut(|r| {
+            retiring.retain(|name| match r.nodes().find(name) {
+                None => false,
+                Some(id) => {
+                    let busy = r.node(id).is_some_and(|n| n.in_flight > 0 || n.reserved > 0);
+                    if !busy && r.remove_node(id).is_ok() {
+                        freed.push(id);
+                        false
+                    } else {
+                        true
+                    }
+                }
+            });
+        });
+        let mut table = self
+            .upstreams
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for id in freed {
+            if let Some(slot) = table.get_mut(usize::from(id.0)) {
+                *slot = None;
+            }
+        }
+        retiring.len()
+    }
+
+    /// Publishes the catalog's names after a change.
+    fn set_model_names(&self, names: Vec<Arc<str>>, any: bool) {
         {
             let mut ids = self
                 .model_ids
@@ -297,11 +503,6 @@ impl Gateway {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = names;
         self.any_model_node.store(any, Ordering::Relaxed);
-        self.agent_models
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_owned(), models.to_vec());
-        Ok(())
     }
 
     /// Registers a queued call for its wakeup.
@@ -336,6 +537,29 @@ impl Gateway {
                 let _ = tx.try_send(());
             }
         }
+    }
+}
+
+/// What a reload of the nodes file changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Nodes new in the file.
+    pub added: usize,
+    /// Nodes dropped from the file (disabled, removed once idle).
+    pub removed: usize,
+    /// Nodes whose settings changed.
+    pub updated: usize,
+    /// Nodes left as they were.
+    pub unchanged: usize,
+}
+
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} added, {} removed, {} updated, {} unchanged",
+            self.added, self.removed, self.updated, self.unchanged
+        )
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`operator`]: status, metrics, nodes, modes, preview, traces.
 //! - [`state`]: modes and learned state that survive a restart.
 //! - [`demo`]: the simulated nodes of `drover serve --demo`.
+//! - [`reload`]: re-reading the nodes file when it changes.
 //!
 //! Besides the request tasks, one timer task wakes at the core's
 //! [`poll_timeout`](drover_core::Router::poll_timeout) (at least every
@@ -30,6 +31,7 @@ pub mod gateway;
 pub mod heartbeat;
 pub mod http;
 pub mod operator;
+pub mod reload;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -176,6 +178,7 @@ fn serve_until_shutdown(
     shutdown: Shutdown,
 ) -> Result<(), String> {
     let timer = rt.spawn(timer_task(gw.clone(), shutdown.clone()));
+    let reloader = rt.spawn(reload::reload_task(gw.clone(), shutdown.clone()));
     let handler = {
         let gw = gw.clone();
         move |req, conn| http::handle(gw.clone(), req, conn)
@@ -184,6 +187,7 @@ fn serve_until_shutdown(
         .block_on(server.run(&rt, handler, shutdown.clone()))
         .map_err(|e| format!("server: {e}"))?;
     rt.block_on(timer.cancel());
+    rt.block_on(reloader.cancel());
     tracing::info!("stopped: {summary:?}");
     if let Some(p) = &gw.state_path {
         state::save(&gw, p)?;
@@ -284,7 +288,7 @@ fn print_banner(r: &Running, opts: &ServeOptions) {
             "DEMO MODE: the nodes below are SIMULATED in this process (fake tokens, no model).\n",
         );
     }
-    for n in &gw.cfg.nodes {
+    for n in &gw.node_configs() {
         s.push_str(&format!(
             "  node {:<12} {:<13} {} (max {} at once)\n",
             n.name,
