@@ -11,10 +11,13 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+mod extra;
+
 use super::locate::{FieldPath, Index};
 use super::nodes::{self, NodeSource};
 use super::raw::{
-    Bytes, Dur, RawAffinity, RawHealth, RawHedge, RawLimits, RawNode, RawPools, RawRouting,
+    Bytes, Dur, RawAffinity, RawHealth, RawHedge, RawLimits, RawNode, RawPools, RawProbes,
+    RawRetryBudget, RawRouting,
     RawTimeouts, RawUrlPolicy,
 };
 use super::{
@@ -233,7 +236,7 @@ fn header_safe(v: &str) -> bool {
     v.bytes().all(|b| b.is_ascii_graphic())
 }
 
-const TOP_KEYS: [&str; 15] = [
+const TOP_KEYS: [&str; 17] = [
     "listen",
     "tokens_on_loopback",
     "client_tokens",
@@ -247,6 +250,8 @@ const TOP_KEYS: [&str; 15] = [
     "pools",
     "routing",
     "health",
+    "probes",
+    "retry_budget",
     "url_policy",
     "nodes",
 ];
@@ -267,6 +272,8 @@ struct Sections {
     pools: RawPools,
     routing: RawRouting,
     health: RawHealth,
+    probes: RawProbes,
+    retry_budget: RawRetryBudget,
     url_policy: RawUrlPolicy,
     nodes: Vec<(FieldPath, RawNode)>,
     nodes_given: bool,
@@ -291,6 +298,8 @@ fn read_sections(cx: &mut Ctx, root: &DeTable<'_>) -> Sections {
             "pools" => s.pools = cx.de(value, &path).unwrap_or_default(),
             "routing" => s.routing = cx.de(value, &path).unwrap_or_default(),
             "health" => s.health = cx.de(value, &path).unwrap_or_default(),
+            "probes" => s.probes = cx.de(value, &path).unwrap_or_default(),
+            "retry_budget" => s.retry_budget = cx.de(value, &path).unwrap_or_default(),
             "url_policy" => s.url_policy = cx.de(value, &path).unwrap_or_default(),
             "nodes" => match value.get_ref() {
                 DeValue::Array(items) => {
@@ -363,6 +372,8 @@ pub(super) fn parse(
     config.timeouts = timeouts(&mut cx, s.timeouts);
     config.router = routing(&mut cx, s.routing, s.pools);
     health(&mut cx, s.health, &mut config.router);
+    extra::probes(&mut cx, s.probes, &mut config.router);
+    extra::retry_budget(&mut cx, s.retry_budget, &mut config.router);
 
     let mut sources = vec![nodes::check_all(&mut cx, s.nodes, &config.url_policy, get)];
     let mut problems = Vec::new();
@@ -598,6 +609,7 @@ fn routing(cx: &mut Ctx, raw: RawRouting, pools: RawPools) -> RouterConfig {
         };
     }
     c.tag_penalty = cx.at_least_one(&section.then("tag_penalty"), raw.tag_penalty, c.tag_penalty);
+    c.strict_models = raw.strict_models.unwrap_or(c.strict_models);
     affinity(cx, &section.then("affinity"), raw.affinity, &mut c);
     hedge(cx, &section.then("hedge"), raw.hedge, &mut c);
     c.pools = pool_limits(cx, pools);

@@ -12,13 +12,24 @@ use super::{
 };
 
 /// The variables [`apply`] reads, in the order it reads them.
-pub const VARIABLES: [&str; 5] = [
+pub const VARIABLES: [&str; 7] = [
     "DROVER_LISTEN",
     "DROVER_POLICY",
     "DROVER_NODES_PATH",
     "DROVER_MAX_BODY_BYTES",
     "DROVER_STATE_PATH",
+    "DROVER_PROBES",
+    "DROVER_STRICT_MODELS",
 ];
+
+/// A boolean variable: `1`/`true`/`on`/`yes` or `0`/`false`/`off`/`no`.
+fn switch(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        _ => Err(format!("`{value}` is not a switch: use 1/true/on or 0/false/off")),
+    }
+}
 
 fn problem(var: &str, reason: String) -> Problem {
     Problem {
@@ -80,6 +91,14 @@ pub(super) fn apply(
                 }
             }
             "DROVER_STATE_PATH" => next.state_path = Some(PathBuf::from(&value)),
+            "DROVER_PROBES" => match switch(&value) {
+                Ok(on) => next.router.probe.enabled = on,
+                Err(e) => problems.push(problem(var, e)),
+            },
+            "DROVER_STRICT_MODELS" => match switch(&value) {
+                Ok(on) => next.router.strict_models = on,
+                Err(e) => problems.push(problem(var, e)),
+            },
             _ => {
                 let path = PathBuf::from(&value);
                 let (source, file_problems, warnings) =

@@ -204,6 +204,9 @@ pub struct NodeConfig {
     pub api_key: Option<Secret>,
     /// Operator tags (`tags`).
     pub tags: Vec<String>,
+    /// `pinModels`: `models` is the truth and inventory probes (and
+    /// `drover discover`) leave it alone (default false).
+    pub pin_models: bool,
     /// Whether to send `api_key` as `Authorization: Bearer`: there is a key,
     /// and the address is not public or the node has `allowAuthToPublic`.
     pub send_auth: bool,
@@ -245,6 +248,7 @@ impl NodeConfig {
             model_aliases,
             api_key: None,
             tags: Vec::new(),
+            pin_models: false,
             send_auth: false,
             origin: PathBuf::from(DEFAULT_ORIGIN),
             index: 0,
@@ -345,6 +349,7 @@ impl GatewayConfig {
                 model_aliases: BTreeMap::new(),
                 api_key: None,
                 tags: Vec::new(),
+                pin_models: false,
                 send_auth: false,
                 origin: PathBuf::from(DEFAULT_ORIGIN),
                 index: 0,

@@ -269,6 +269,7 @@ fn check_node(
         model_aliases,
         api_key,
         tags,
+        pin_models: raw.pin_models.unwrap_or(false),
         origin: cx.file.clone(),
         index: match path.segments().last() {
             Some(super::locate::Segment::Index(i)) => *i,
@@ -582,6 +583,7 @@ pub(super) fn node_specs(
         };
         spec.weight = n.weight;
         spec.max_concurrency = n.max_concurrency;
+        spec.pinned_models = n.pin_models;
         spec.capabilities = n
             .capabilities
             .iter()

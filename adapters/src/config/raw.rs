@@ -189,6 +189,7 @@ pub(super) struct RawRouting {
     pub max_attempts: Option<u64>,
     pub tag_mode: Option<String>,
     pub tag_penalty: Option<f64>,
+    pub strict_models: Option<bool>,
     #[serde(default)]
     pub affinity: RawAffinity,
     #[serde(default)]
@@ -216,6 +217,26 @@ pub(super) struct RawHedge {
     pub budget_ratio: Option<f64>,
     pub budget_burst: Option<u64>,
     pub non_stream: Option<bool>,
+}
+
+/// `[probes]`: active health and model-inventory probes.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProbes {
+    pub enabled: Option<bool>,
+    pub health_interval: Option<Dur>,
+    pub inventory_interval: Option<Dur>,
+    pub timeout: Option<Dur>,
+    pub jitter: Option<f64>,
+}
+
+/// `[retry_budget]`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetryBudget {
+    pub ratio: Option<f64>,
+    pub min_concurrent: Option<u64>,
+    pub burst: Option<u64>,
 }
 
 /// `[health]`: heartbeat freshness thresholds.

@@ -15,7 +15,7 @@
 
 mod args;
 mod merge;
-mod probe;
+pub(crate) mod probe;
 #[cfg(test)]
 mod tests;
 

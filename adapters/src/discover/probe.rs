@@ -99,7 +99,7 @@ async fn get(
 /// The names in `body[list][*][key]`: `None` unless `body` is an object
 /// whose `list` is an array of objects each with a string `key`. Names
 /// longer than the core allows are left out, as are repeats.
-pub(super) fn catalog(body: &[u8], list: &str, key: &str) -> Option<Vec<String>> {
+pub(crate) fn catalog(body: &[u8], list: &str, key: &str) -> Option<Vec<String>> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let items = v.as_object()?.get(list)?.as_array()?;
     let mut models: Vec<String> = Vec::with_capacity(items.len());

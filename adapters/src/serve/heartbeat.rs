@@ -287,7 +287,15 @@ fn apply(gw: &Gateway, body: &[u8]) -> Result<Bytes, HttpError> {
                 Err(e) => tracing::warn!(node = %hb.node, "catalog refresh failed: {e}"),
             },
             None => {
-                tracing::info!(node = %hb.node, "catalog fingerprint changed; no models sent, catalog kept")
+                // Ask the node itself: an inventory probe, due now.
+                let probes = gw.router.with_mut(|r| {
+                    r.config().probe.enabled && r.request_inventory(id, now).is_ok()
+                });
+                if probes {
+                    tracing::info!(node = %hb.node, "catalog fingerprint changed; inventory probe scheduled");
+                } else {
+                    tracing::info!(node = %hb.node, "catalog fingerprint changed; no models sent and probes are off, catalog kept");
+                }
             }
         }
     }

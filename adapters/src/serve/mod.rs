@@ -14,11 +14,13 @@
 //! - [`operator`]: status, metrics, nodes, modes, preview, traces.
 //! - [`state`]: modes and learned state that survive a restart.
 //! - [`demo`]: the simulated nodes of `drover serve --demo`.
+//! - [`probe`]: health and model-inventory probes.
 //! - [`reload`]: re-reading the nodes file when it changes.
 //!
 //! Besides the request tasks, one timer task wakes at the core's
 //! [`poll_timeout`](drover_core::Router::poll_timeout) (at least every
-//! 250 ms) to expire queue entries and deliver queue grants.
+//! 250 ms) to expire queue entries, deliver queue grants and start the
+//! active probes the core has due ([`probe`]).
 //!
 //! Shutdown (SIGINT or SIGTERM): stop accepting, let in-flight calls finish
 //! for up to `shutdown_grace`, save the state file, exit.
@@ -31,6 +33,7 @@ pub mod gateway;
 pub mod heartbeat;
 pub mod http;
 pub mod operator;
+pub mod probe;
 pub mod reload;
 pub mod state;
 
@@ -211,6 +214,7 @@ async fn timer_task(gw: Arc<Gateway>, shutdown: Shutdown) {
         smol::Timer::after(next).await;
         gw.router.handle_timeout(gw.now());
         gw.deliver_wakeups();
+        probe::run_due(&gw);
     }
 }
 
