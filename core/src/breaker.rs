@@ -267,6 +267,17 @@ impl Breaker {
         self.opens
     }
 
+    /// When the current cooldown ends (or ended): `Some` while the breaker
+    /// is Open or HalfOpen, `None` when Closed. Unlike
+    /// [`state`](Self::state) it needs no `now`, so a driver can compute its
+    /// next wakeup from it.
+    pub const fn cooldown_end(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Closed => None,
+            Phase::Open | Phase::HalfOpen => Some(self.until),
+        }
+    }
+
     /// Probe attempts in flight (zero unless HalfOpen).
     pub const fn probes_in_flight(&self) -> u8 {
         self.probes

@@ -24,15 +24,33 @@
 //!   `max_attempts` have been sent. After [`Event::FirstByte`] the answer is
 //!   committed to the client: a failure then ends the call with
 //!   `after_first_byte: true` and the failure named.
+//! - **Failover goes to untried nodes only.** A retry is sent to a node this
+//!   call has not tried; when none is eligible (all tried, ejected, excluded)
+//!   the call ends with its last failure rather than repeat a node.
+//! - **Retries and hedges are budgeted.** Every attempt after the first
+//!   needs the router-wide [`RetryBudget`](crate::config::RetryBudget): a
+//!   token and room under its concurrency bound. A denied failover ends the
+//!   call with its last failure (trace: [`TraceEvent::RetryDenied`]).
 //! - **Timeouts are the router's to notice.** At each poll, an attempt past
 //!   `attempt_timeout`, or a stream past `ttft_timeout` with no first byte,
 //!   is failed (charging the node), a `Cancel` is issued for it and the call
-//!   fails over. The call's own deadline (`call_timeout`) ends it outright.
+//!   fails over. The call's own deadline (`call_timeout`) covers every
+//!   attempt: no attempt starts at or after it, no `Wait` reaches past it,
+//!   and at it the call ends with [`Failure::DeadlineExceeded`] (if a failure
+//!   is reported at or after the deadline, the call ends the same way instead
+//!   of failing over).
 //! - **A client cancel never counts against a node**: attempts are cancelled
 //!   as abandoned, releasing half-open probes without a verdict.
 //! - **429/503** starts the node's overload cooldown and fails over without
 //!   touching its breaker; a **4xx** client error ends the call at once,
-//!   uncharged and unretried.
+//!   uncharged and unretried (it never counts against the node).
+//! - **Every node ejected.** When every otherwise eligible node's breaker is
+//!   open, a new call fails fast with
+//!   [`NoNode::AllBreakersOpen`](crate::reason::NoNode::AllBreakersOpen),
+//!   whose `retry_after` is the time until the earliest breaker turns
+//!   half-open ([`Reject::retry_after`]). There is no panic mode that tries
+//!   ejected nodes anyway: the half-open trial (a call, or a health probe
+//!   with [`probe`](crate::probe) on) is what brings a node back.
 //! - **Hedging** (off by default): once the first attempt has run for the
 //!   hedge delay (a quantile of recent TTFT) without a first byte, and the
 //!   budget has a token, a second attempt goes to another node. The first to
@@ -64,6 +82,18 @@ struct Attempt {
     hedge: bool,
     /// The breaker's token for this attempt's verdict.
     ticket: BreakerTicket,
+    /// A retry or hedge: counted by the retry budget while in flight.
+    budgeted: bool,
+}
+
+/// What [`Router::send_next`] managed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    Sent,
+    /// No untried eligible node with room.
+    NoNode,
+    /// A node was there; the retry budget refused.
+    Denied,
 }
 
 #[derive(Debug)]
@@ -265,6 +295,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                     return Handled::Stale;
                 };
                 let a = call.live.swap_remove(i);
+                self.attempt_ended(&a);
                 let latency = now - a.sent;
                 let op = call.req.query.op;
                 if let Some(n) = live(&mut self.nodes, &a) {
@@ -314,6 +345,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                     return Handled::Stale;
                 };
                 let a = call.live.swap_remove(i);
+                self.attempt_ended(&a);
                 let overload_cfg = self.cfg.overload;
                 if let Some(n) = live(&mut self.nodes, &a) {
                     n.in_flight = n.in_flight.saturating_sub(1);
@@ -330,6 +362,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                     return Handled::Stale;
                 };
                 let a = call.live.swap_remove(i);
+                self.attempt_ended(&a);
                 if let Some(n) = live(&mut self.nodes, &a) {
                     n.in_flight = n.in_flight.saturating_sub(1);
                     // The node answered sensibly; the request was at fault.
@@ -435,6 +468,12 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
     fn begin(&mut self, call: &mut Call, permit: Permit, now: Instant) {
         let tried = call.tried.clone();
         match self.route(&call.req.query, &tried, now) {
+            Ok(_) if call.sent > 0 && !self.retry_admits() => {
+                // A failover that waited for capacity is still a retry.
+                self.release(permit);
+                self.deny_retry(call.req.trace, now, false);
+                self.give_up(call, Reject::QueueWaitExpired, now);
+            }
             Ok(plan) => {
                 call.plan = plan;
                 call.plan_next = 1;
@@ -523,10 +562,16 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                 if now >= at {
                     call.hedged = true;
                     let tokens_ok = self.hedge_tokens_milli >= 1000;
-                    if tokens_ok && self.send_next(call, now, true) {
-                        self.hedge_tokens_milli -= 1000;
-                        self.metrics.hedges += 1;
-                        return None;
+                    if tokens_ok {
+                        match self.send_next(call, now, true) {
+                            Next::Sent => {
+                                self.hedge_tokens_milli -= 1000;
+                                self.metrics.hedges += 1;
+                                return None;
+                            }
+                            Next::Denied => self.deny_retry(call.req.trace, now, true),
+                            Next::NoNode => {}
+                        }
                     }
                     self.metrics.hedges_denied += 1;
                 }
@@ -562,6 +607,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
     }
 
     fn attempt_failed(&mut self, call: &mut Call, a: Attempt, failure: Failure, now: Instant) {
+        self.attempt_ended(&a);
         let op = call.req.query.op;
         let mut opened = false;
         if let Some(n) = live(&mut self.nodes, &a) {
@@ -620,14 +666,29 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
         if !call.live.is_empty() {
             return; // the other attempt (a hedge) may still answer
         }
+        if now >= call.deadline {
+            // No attempt starts at or after the call's deadline.
+            let outcome = Outcome::Failed {
+                failure: Failure::DeadlineExceeded,
+                node: Some(a.node),
+                after_first_byte: false,
+                attempts: call.sent,
+            };
+            return self.finish(call, outcome, now);
+        }
         if usize::from(call.sent) < usize::from(self.cfg.max_attempts) {
-            if self.send_next(call, now, false) {
+            let next = self.send_next(call, now, false);
+            if next == Next::Sent {
                 return;
+            }
+            if next == Next::Denied {
+                self.deny_retry(call.req.trace, now, false);
             }
             // Untried nodes exist but are all full: wait for one in the queue
             // rather than fail a call that a moment's patience would save.
             let tried = call.tried.clone();
-            if self.cfg.queue_wait > Duration::ZERO
+            if next == Next::NoNode
+                && self.cfg.queue_wait > Duration::ZERO
                 && self.route(&call.req.query, &tried, now) == Err(Reject::AllNodesSaturated)
             {
                 if let Some(p) = call.permit.take() {
@@ -650,7 +711,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
     /// a fresh route that avoids every node tried. False when none exists.
     /// A draining entry is taken only while no enabled node is eligible: a
     /// node may have started draining since the plan was made.
-    fn send_next(&mut self, call: &mut Call, now: Instant, hedge: bool) -> bool {
+    fn send_next(&mut self, call: &mut Call, now: Instant, hedge: bool) -> Next {
         let mut chosen = None;
         {
             let ctx = self.ctx(now);
@@ -681,8 +742,17 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                 call.plan_next = 1;
             }
         }
-        let Some(node_id) = chosen else { return false };
-        self.send_to(call, node_id, now, hedge)
+        let Some(node_id) = chosen else {
+            return Next::NoNode;
+        };
+        if call.sent > 0 && !self.retry_admits() {
+            return Next::Denied;
+        }
+        if self.send_to(call, node_id, now, hedge) {
+            Next::Sent
+        } else {
+            Next::NoNode
+        }
     }
 
     /// Starts an attempt on `node_id`, which the caller has just found
@@ -693,6 +763,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
         };
         node.in_flight += 1;
         let ticket = node.breaker.on_attempt_start(now);
+        let budgeted = call.sent > 0;
         let model = call
             .req
             .query
@@ -711,7 +782,11 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
             },
             hedge,
             ticket,
+            budgeted,
         };
+        if budgeted {
+            self.spend_retry();
+        }
         if !hedge && call.sent > 0 {
             self.metrics.failovers += 1;
         }
@@ -761,6 +836,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
     }
 
     fn abandon(&mut self, call: &mut Call, a: Attempt, now: Instant) {
+        self.attempt_ended(&a);
         if let Some(n) = live(&mut self.nodes, &a) {
             n.in_flight = n.in_flight.saturating_sub(1);
             n.breaker.on_abandoned(a.ticket, now);
@@ -780,6 +856,13 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
             attempt: a.id,
             node: a.node,
         });
+    }
+
+    /// An attempt left `call.live`: the retry budget stops counting it.
+    fn attempt_ended(&mut self, a: &Attempt) {
+        if a.budgeted {
+            self.retry_ended();
+        }
     }
 
     fn release(&mut self, permit: Permit) {
@@ -827,7 +910,10 @@ fn refusal_reason(r: Refusal) -> Reject {
     }
 }
 
+mod budget;
 mod types;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_harden;

@@ -12,6 +12,7 @@ use crate::breaker::BreakerConfig;
 use crate::ewma::EwmaConfig;
 use crate::health::HealthConfig;
 use crate::overload::OverloadConfig;
+use crate::probe::ProbeConfig;
 use crate::time::Duration;
 
 /// Most attempts (first try, failovers and hedges) one call may make.
@@ -160,6 +161,59 @@ impl Default for HedgeConfig {
     }
 }
 
+/// A budget shared by failover retries and hedges, so that a failing swarm
+/// does not multiply its load (Finagle's and Linkerd's retry budgets, gRPC's
+/// retry throttling).
+///
+/// Every attempt of a call after its first one (a failover, including one
+/// sent after waiting in the queue, or a hedge) needs both:
+///
+/// - **concurrency**: fewer than `max(min_concurrent, ratio × active calls)`
+///   such attempts in flight (it would not exceed that bound);
+/// - **a token**: each started call deposits `ratio` tokens into a bucket
+///   that holds at most `burst` (and starts full); each retry or hedge takes
+///   one.
+///
+/// So whatever fails, upstream attempts stay at or below
+/// `calls × (1 + ratio) + burst`. A call whose retry is denied ends with its
+/// last failure; the trace records [`TraceEvent::RetryDenied`] and
+/// [`Metrics::retries_denied`] counts it. Hedges also keep their own
+/// [`HedgeConfig`] budget. [`RetryBudget::UNLIMITED`] turns the budget off.
+///
+/// [`TraceEvent::RetryDenied`]: crate::call::TraceEvent::RetryDenied
+/// [`Metrics::retries_denied`]: crate::metrics::Metrics::retries_denied
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct RetryBudget {
+    /// Retries and hedges per started call, in `[0, 1]`; also the fraction of
+    /// active calls that may have one in flight (default 0.2).
+    pub ratio: f64,
+    /// Retries and hedges always allowed in flight, whatever the traffic
+    /// (default 3).
+    pub min_concurrent: u32,
+    /// Tokens the bucket holds at most, and starts with (default 10).
+    pub burst: u32,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget {
+            ratio: 0.2,
+            min_concurrent: 3,
+            burst: 10,
+        }
+    }
+}
+
+impl RetryBudget {
+    /// No limit in practice: `u32::MAX` in flight and in the bucket.
+    pub const UNLIMITED: RetryBudget = RetryBudget {
+        ratio: 1.0,
+        min_concurrent: u32::MAX,
+        burst: u32::MAX,
+    };
+}
+
 /// Everything the router can be tuned with. See [`RouterConfig::default`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -199,6 +253,20 @@ pub struct RouterConfig {
     pub tag_penalty: f64,
     /// Hedging.
     pub hedge: HedgeConfig,
+    /// Active health and inventory probes (off by default).
+    pub probe: ProbeConfig,
+    /// When true, a node that does not list the requested model is left out
+    /// of a route while at least one enabled or draining node lists it
+    /// (default false). A node *lists* a model when its model set names it
+    /// explicitly or it has an alias for it. A node whose model set is
+    /// [`ModelSet::ANY`](crate::catalog::ModelSet::ANY) (inventory unknown,
+    /// the default of a node configured with an empty model list) serves any
+    /// model; with `strict_models` it does so only for models no other node
+    /// lists. A node with an explicit list never serves a model outside it
+    /// (aliases aside), strict or not.
+    pub strict_models: bool,
+    /// Retries and hedges together.
+    pub retry_budget: RetryBudget,
 }
 
 impl Default for RouterConfig {
@@ -220,6 +288,9 @@ impl Default for RouterConfig {
             tag_mode: TagMode::Prefer,
             tag_penalty: 4.0,
             hedge: HedgeConfig::default(),
+            probe: ProbeConfig::default(),
+            strict_models: false,
+            retry_budget: RetryBudget::default(),
         }
     }
 }
@@ -248,6 +319,10 @@ pub enum ConfigError {
     Overload(crate::overload::OverloadConfigError),
     /// The pool limits are invalid or exceed the router's permit capacity.
     Pools(crate::admission::LimitsError),
+    /// A probe setting is out of range (its name).
+    Probe(&'static str),
+    /// `retry_budget.ratio` is outside `[0, 1]` or not finite.
+    RetryBudget,
 }
 
 impl fmt::Display for ConfigError {
@@ -269,6 +344,10 @@ impl fmt::Display for ConfigError {
             ConfigError::Health(e) => write!(f, "health: {e}"),
             ConfigError::Overload(e) => write!(f, "overload: {e}"),
             ConfigError::Pools(e) => write!(f, "pools: {e}"),
+            ConfigError::Probe(what) => write!(f, "probe.{what} is out of range"),
+            ConfigError::RetryBudget => {
+                f.write_str("retry_budget.ratio must be a number between 0 and 1")
+            }
         }
     }
 }
@@ -317,6 +396,11 @@ impl RouterConfig {
         self.health.validate().map_err(ConfigError::Health)?;
         self.overload.validate().map_err(ConfigError::Overload)?;
         self.pools.validate().map_err(ConfigError::Pools)?;
+        self.probe.validate().map_err(ConfigError::Probe)?;
+        let r = self.retry_budget.ratio;
+        if !(r.is_finite() && (0.0..=1.0).contains(&r)) {
+            return Err(ConfigError::RetryBudget);
+        }
         Ok(())
     }
 }
@@ -363,6 +447,26 @@ mod tests {
             bad(|c| c.hedge.budget_ratio = -0.1),
             ConfigError::Hedge("budget_ratio")
         );
+        assert_eq!(bad(|c| c.probe.jitter = 0.6), ConfigError::Probe("jitter"));
+        assert_eq!(
+            bad(|c| c.probe.health_interval = Duration::ZERO),
+            ConfigError::Probe("health_interval")
+        );
+        assert_eq!(
+            bad(|c| c.probe.timeout = Duration::ZERO),
+            ConfigError::Probe("timeout")
+        );
+        assert_eq!(
+            bad(|c| c.retry_budget.ratio = 1.5),
+            ConfigError::RetryBudget
+        );
+        assert_eq!(
+            bad(|c| c.retry_budget.ratio = f64::NAN),
+            ConfigError::RetryBudget
+        );
+        let mut c = RouterConfig::default();
+        c.retry_budget = RetryBudget::UNLIMITED;
+        c.validate().unwrap();
     }
 
     #[test]

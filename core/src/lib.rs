@@ -20,6 +20,7 @@
 //! | [`Overload`](overload::Overload) | [`overload`] | cooldown after 429/503 and Retry-After |
 //! | [`Health`](health::Health) | [`health`] | heartbeat freshness: passive, fresh, stale, lost |
 //! | [`Admission`](admission::Admission) | [`admission`] | pools, permits, the bounded priority queue |
+//! | [`Probe`](probe::Probe) | [`probe`] | when each node gets a health or inventory probe |
 //! | route | [`route`] | hard filters, affinity, policies, the failover list |
 //! | [`Metrics`](metrics::Metrics), [`TraceRing`](trace::TraceRing) | [`metrics`], [`trace`] | counters, histograms, decision events |
 //! | [`Snapshot`](snapshot::Snapshot) | [`snapshot`] | learned state across restarts |
@@ -128,6 +129,7 @@ pub mod histogram;
 pub mod metrics;
 pub mod node;
 pub mod overload;
+pub mod probe;
 pub mod reason;
 pub mod route;
 pub mod router;

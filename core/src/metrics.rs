@@ -96,6 +96,16 @@ pub struct NodeMetrics {
     pub ttft: Histogram,
 }
 
+/// Active probes, by [`ProbeKind::index`](crate::probe::ProbeKind::index).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ProbeMetrics {
+    /// Probes issued.
+    pub sent: [u64; 2],
+    /// Probes that failed or timed out.
+    pub failed: [u64; 2],
+}
+
 /// All of the router's counters. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Metrics<const N: usize> {
@@ -109,8 +119,13 @@ pub struct Metrics<const N: usize> {
     pub hedges: u64,
     /// Hedges that beat the original attempt.
     pub hedges_won: u64,
-    /// Hedges the budget refused.
+    /// Hedges the budget refused (the hedge budget or the retry budget).
     pub hedges_denied: u64,
+    /// Retries and hedges the shared retry budget refused
+    /// (`retry_budget_exhausted`).
+    pub retries_denied: u64,
+    /// Active probes.
+    pub probes: ProbeMetrics,
 }
 
 impl<const N: usize> Default for Metrics<N> {
@@ -129,6 +144,11 @@ impl<const N: usize> Metrics<N> {
             hedges: 0,
             hedges_won: 0,
             hedges_denied: 0,
+            retries_denied: 0,
+            probes: ProbeMetrics {
+                sent: [0; 2],
+                failed: [0; 2],
+            },
         }
     }
     /// One operation's counters.

@@ -116,6 +116,9 @@ pub struct NodeSpec {
     pub aliases: heapless::Vec<(ModelId, ModelId), MAX_ALIASES>,
     /// The tenant it is reserved for; `None` serves every scope.
     pub scope: Option<ScopeId>,
+    /// The operator fixed `models`: inventory probes skip this node and
+    /// [`Router::set_models`](crate::Router::set_models) leaves it alone.
+    pub pinned_models: bool,
 }
 
 /// Why a [`NodeSpec`] or a table operation was refused.
@@ -156,7 +159,7 @@ impl core::error::Error for NodeError {}
 
 impl NodeSpec {
     /// A node with defaults: weight 1, 4 concurrent attempts, text and embed
-    /// capabilities, no tags, any model, no scope.
+    /// capabilities, no tags, any model (not pinned), no scope.
     pub fn new(name: &str, kind: NodeKind) -> Result<Self, NodeError> {
         let name = Name::try_from(name).map_err(|_| NodeError::BadName)?;
         if name.is_empty() {
@@ -172,6 +175,7 @@ impl NodeSpec {
             models: ModelSet::ANY,
             aliases: heapless::Vec::new(),
             scope: None,
+            pinned_models: false,
         })
     }
 
@@ -207,6 +211,13 @@ impl NodeSpec {
             return Some(*local);
         }
         self.models.contains(requested).then_some(requested)
+    }
+
+    /// True when this node names `requested` itself: in an explicit model
+    /// list or as an alias. A node whose set is "any" lists nothing.
+    pub fn lists_model(&self, requested: ModelId) -> bool {
+        self.aliases.iter().any(|(r, _)| *r == requested)
+            || (!self.models.is_any() && self.models.contains(requested))
     }
 
     /// A stable 64-bit identity derived from the name (FNV-1a), used by

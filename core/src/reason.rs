@@ -32,8 +32,13 @@ pub enum NoNode {
     MissingTags,
     /// Every otherwise eligible node has stopped sending heartbeats.
     AllStale,
-    /// Every otherwise eligible node has an open circuit breaker.
-    AllBreakersOpen,
+    /// Every otherwise eligible node has an open circuit breaker (all are
+    /// ejected). The call fails fast rather than trying a node anyway.
+    AllBreakersOpen {
+        /// Until the earliest breaker turns half-open (zero when one already
+        /// is and its trial is under way): a Retry-After hint.
+        retry_after: Duration,
+    },
     /// Every otherwise eligible node has already been tried by this call.
     AllTried,
 }
@@ -50,7 +55,7 @@ impl NoNode {
             NoNode::ScopeMismatch => "scope_mismatch",
             NoNode::MissingTags => "missing_tags",
             NoNode::AllStale => "all_stale",
-            NoNode::AllBreakersOpen => "all_breakers_open",
+            NoNode::AllBreakersOpen { .. } => "all_breakers_open",
             NoNode::AllTried => "all_tried",
         }
     }
@@ -67,9 +72,10 @@ impl fmt::Display for NoNode {
             NoNode::ScopeMismatch => f.write_str("no node serves this scope"),
             NoNode::MissingTags => f.write_str("no node has the required tags"),
             NoNode::AllStale => f.write_str("every eligible node has stale heartbeats"),
-            NoNode::AllBreakersOpen => {
-                f.write_str("every eligible node has an open circuit breaker")
-            }
+            NoNode::AllBreakersOpen { retry_after } => write!(
+                f,
+                "every eligible node has an open circuit breaker; retry after {retry_after}"
+            ),
             NoNode::AllTried => f.write_str("every eligible node was already tried"),
         }
     }
@@ -120,12 +126,25 @@ impl Reject {
     }
 
     /// True when retrying later may succeed (HTTP 429/503 with Retry-After),
-    /// false when the request itself cannot be served as sent.
+    /// false when the request itself cannot be served as sent. Every node
+    /// ejected by its breaker is transient: breakers turn half-open.
     pub fn is_transient(self) -> bool {
-        !matches!(
-            self,
-            Reject::PayloadTooLarge { .. } | Reject::NoEligibleNode(_)
-        )
+        match self {
+            Reject::NoEligibleNode(NoNode::AllBreakersOpen { .. }) => true,
+            Reject::PayloadTooLarge { .. } | Reject::NoEligibleNode(_) => false,
+            _ => true,
+        }
+    }
+
+    /// The router's own Retry-After hint, when it has one: the end of the
+    /// earliest overload cooldown, or the earliest instant a breaker turns
+    /// half-open when every eligible node is ejected.
+    pub fn retry_after(self) -> Option<Duration> {
+        match self {
+            Reject::AllNodesOverloaded { retry_after }
+            | Reject::NoEligibleNode(NoNode::AllBreakersOpen { retry_after }) => Some(retry_after),
+            _ => None,
+        }
     }
 }
 

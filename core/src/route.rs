@@ -4,8 +4,9 @@
 //! with no allocation:
 //!
 //! 1. **Hard filters**, in this order (the first that fails is the node's
-//!    [`Exclusion`]): mode disabled, pin, capability, model (aliases count),
-//!    scope, required tags, heartbeat lost or stale, breaker open, overload
+//!    [`Exclusion`]): mode disabled, pin, capability, model (aliases count;
+//!    with [`RouterConfig::strict_models`], a node that does not list the model
+//!    is out while another node lists it), scope, required tags, heartbeat lost or stale, breaker open, overload
 //!    cooldown, already tried by this call, saturated. Drained nodes survive but
 //!    are used only when no enabled node does.
 //! 2. **Soft preferences**: session affinity by rendezvous hashing (Thaler and
@@ -213,6 +214,8 @@ pub(crate) struct Ctx<'a, const N: usize> {
     pub(crate) nodes: &'a NodeTable<N>,
     pub(crate) cfg: &'a RouterConfig,
     pub(crate) baseline: &'a Baseline,
+    /// Models some enabled or draining node lists (`strict_models`).
+    pub(crate) listed: &'a crate::catalog::ModelSet,
     pub(crate) now: Instant,
 }
 
@@ -253,6 +256,11 @@ impl<const N: usize> Ctx<'_, N> {
         }
         if let Some(m) = q.model {
             if n.spec.resolve_model(m).is_none() {
+                return Err(Exclusion::ModelNotServed);
+            }
+            // Strict: a node serving it only as "any model" yields to the
+            // nodes that list it.
+            if self.cfg.strict_models && !n.spec.lists_model(m) && self.listed.contains(m) {
                 return Err(Exclusion::ModelNotServed);
             }
         }
@@ -449,6 +457,7 @@ impl<const N: usize> Ctx<'_, N> {
             (0u32, 0u32, 0u32, 0u32, 0u32);
         let mut pinned_why = None;
         let mut cooling_until = Instant::MAX;
+        let mut open_until = Instant::MAX;
         for (i, slot) in self.nodes.slots().iter().enumerate() {
             let Some(n) = slot else { continue };
             let id = NodeId(i as u16);
@@ -471,7 +480,10 @@ impl<const N: usize> Ctx<'_, N> {
                     best_stage = best_stage.max(static_stage(x));
                     match x {
                         Exclusion::Lost | Exclusion::Stale => stale += 1,
-                        Exclusion::BreakerOpen { .. } => open += 1,
+                        Exclusion::BreakerOpen { until } => {
+                            open += 1;
+                            open_until = open_until.min(until);
+                        }
                         Exclusion::Overloaded { until } => {
                             cooling += 1;
                             cooling_until = cooling_until.min(until);
@@ -504,7 +516,7 @@ impl<const N: usize> Ctx<'_, N> {
                 pinned_why,
                 best_stage,
                 [stale, open, cooling, saturated, tried_n],
-                cooling_until,
+                [cooling_until, open_until],
             ));
         }
         let mut plan = Plan::new();
@@ -536,7 +548,7 @@ impl<const N: usize> Ctx<'_, N> {
         pinned_why: Option<Exclusion>,
         best_stage: u8,
         [stale, open, cooling, saturated, tried]: [u32; 5],
-        cooling_until: Instant,
+        [cooling_until, open_until]: [Instant; 2],
     ) -> Reject {
         if self.nodes.is_empty() {
             return Reject::NoEligibleNode(NoNode::NoNodes);
@@ -560,7 +572,9 @@ impl<const N: usize> Ctx<'_, N> {
             };
         }
         if open > 0 {
-            return Reject::NoEligibleNode(NoNode::AllBreakersOpen);
+            return Reject::NoEligibleNode(NoNode::AllBreakersOpen {
+                retry_after: open_until.saturating_since(self.now),
+            });
         }
         if stale > 0 {
             return Reject::NoEligibleNode(NoNode::AllStale);

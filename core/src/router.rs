@@ -20,11 +20,12 @@ use heapless::Deque;
 
 use crate::admission::{Admission, Pool, Priority, Ticket};
 use crate::call::{Call, TraceEvent};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ModelSet};
 use crate::config::{ConfigError, MAX_ATTEMPTS, RouterConfig};
 use crate::health::{HeartbeatChange, Telemetry};
 use crate::metrics::Metrics;
 use crate::node::{Mode, Node, NodeError, NodeId, NodeSpec, NodeTable};
+use crate::probe::ProbeSlot;
 use crate::reason::Reject;
 use crate::route::{Baseline, Ctx, Plan, Query, Verdict};
 use crate::time::Instant;
@@ -79,6 +80,14 @@ pub struct Router<const N: usize, const C: usize = 1024, const Q: usize = 256> {
     /// Node slots held for granted queue tickets until their calls poll.
     pub(crate) reservations: heapless::Vec<(Ticket, NodeId, u64), Q>,
     pub(crate) active_calls: u32,
+    /// Probe schedule per node slot.
+    pub(crate) probes: heapless::Vec<ProbeSlot, N>,
+    /// Models some enabled or draining node lists (for `strict_models`).
+    pub(crate) listed: ModelSet,
+    /// Retry budget bucket, in thousandths of a token.
+    pub(crate) retry_tokens_milli: u64,
+    /// Retries and hedges in flight (the budget's concurrency).
+    pub(crate) retries_in_flight: u32,
 }
 
 impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
@@ -101,6 +110,10 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
             wakeups: Deque::new(),
             reservations: heapless::Vec::new(),
             active_calls: 0,
+            probes: heapless::Vec::new(),
+            listed: ModelSet::EMPTY,
+            retry_tokens_milli: u64::from(cfg.retry_budget.burst) * 1000,
+            retries_in_flight: 0,
         })
     }
 
@@ -150,9 +163,23 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
     pub fn attempts_in_flight(&self) -> u32 {
         self.nodes.iter().map(|(_, n)| n.in_flight).sum()
     }
-    /// The earliest queue deadline, so a driver can come back and expire it.
+    /// Retries and hedges in flight, as the retry budget counts them.
+    pub fn retries_in_flight(&self) -> u32 {
+        self.retries_in_flight
+    }
+    /// Whole tokens left in the retry budget's bucket.
+    pub fn retry_tokens(&self) -> u64 {
+        self.retry_tokens_milli / 1000
+    }
+    /// When the driver should come back: the earliest queue deadline, probe
+    /// due time or probe deadline ([`probe_timeout`](Router::probe_timeout)),
+    /// then call [`handle_timeout`](Router::handle_timeout) and
+    /// [`poll_probe`](Router::poll_probe).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.admission.next_deadline()
+        match (self.admission.next_deadline(), self.probe_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The route a call with `query` would get now, without changing any
@@ -192,6 +219,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
             nodes: &self.nodes,
             cfg: &self.cfg,
             baseline: &self.baseline,
+            listed: &self.listed,
             now,
         };
         ctx.plan(query, tried, &mut self.rng, &mut self.rr, None)
@@ -202,6 +230,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
             nodes: &self.nodes,
             cfg: &self.cfg,
             baseline: &self.baseline,
+            listed: &self.listed,
             now,
         }
     }
@@ -215,21 +244,40 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
         self.admission
             .set_limits(cfg.pools)
             .map_err(ConfigError::Pools)?;
+        let cap = u64::from(cfg.retry_budget.burst) * 1000;
+        self.retry_tokens_milli = self.retry_tokens_milli.min(cap);
         self.cfg = cfg;
         Ok(())
     }
 
     /// Adds a node. Its learned state starts empty.
     pub fn add_node(&mut self, spec: NodeSpec) -> Result<NodeId, NodeError> {
+        let hash = spec.name_hash();
         let id = self.nodes.insert(spec)?;
         self.metrics.reset_node(id);
+        self.reset_probes(id, hash);
+        self.relist();
         Ok(id)
     }
 
     /// Removes a node. Attempts still running on it finish without touching
     /// whatever node later reuses the slot.
     pub fn remove_node(&mut self, id: NodeId) -> Result<Node, NodeError> {
-        self.nodes.remove(id)
+        let node = self.nodes.remove(id)?;
+        self.relist();
+        Ok(node)
+    }
+
+    /// Recomputes the models listed by some enabled or draining node.
+    pub(crate) fn relist(&mut self) {
+        let mut listed = ModelSet::EMPTY;
+        for (_, n) in self.nodes.iter().filter(|(_, n)| n.mode != Mode::Disabled) {
+            if !n.spec.models.is_any() {
+                n.spec.models.iter().for_each(|m| listed.insert(m));
+            }
+            n.spec.aliases.iter().for_each(|(m, _)| listed.insert(*m));
+        }
+        self.listed = listed;
     }
 
     /// Replaces a node's spec (weight, models, tags, …), keeping what was
@@ -241,12 +289,14 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
             return Err(NodeError::BadName);
         }
         node.spec = spec;
+        self.relist();
         Ok(())
     }
 
     /// Sets a node's mode. Enabling a node may let queued calls in.
     pub fn set_mode(&mut self, id: NodeId, mode: Mode, now: Instant) -> Result<(), NodeError> {
         self.nodes.get_mut(id).ok_or(NodeError::UnknownNode)?.mode = mode;
+        self.relist();
         self.pump(now);
         Ok(())
     }
@@ -284,6 +334,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
     /// itself whenever capacity frees; a driver may call it at
     /// [`poll_timeout`](Router::poll_timeout).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_probes(now);
         self.pump(now);
     }
 
@@ -297,6 +348,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
                 nodes: &self.nodes,
                 cfg: &self.cfg,
                 baseline: &self.baseline,
+                listed: &self.listed,
                 now,
             };
             let mut slot = None;
@@ -357,6 +409,7 @@ impl<const N: usize, const C: usize, const Q: usize> Router<N, C, Q> {
         let ratio_milli = (self.cfg.hedge.budget_ratio * 1000.0) as u64;
         let cap = u64::from(self.cfg.hedge.budget_burst) * 1000;
         self.hedge_tokens_milli = (self.hedge_tokens_milli + ratio_milli).min(cap.max(ratio_milli));
+        self.deposit_retry_tokens();
         Call::new(req, now, &self.cfg)
     }
 }

@@ -126,7 +126,10 @@ fn check(r: &R) {
             TraceEvent::AttemptFailed { node, .. } | TraceEvent::AttemptCancelled { node, .. } => {
                 Some(node)
             }
-            TraceEvent::FirstByte { .. } => None,
+            TraceEvent::FirstByte { .. }
+            | TraceEvent::RetryDenied { .. }
+            | TraceEvent::ProbeSent { .. }
+            | TraceEvent::ProbeEnded { .. } => None,
             TraceEvent::Finished(outcome) => {
                 seen.finished += 1;
                 assert_eq!(seen.finished, 1, "{:?} finished twice", rec.trace);

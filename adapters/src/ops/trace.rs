@@ -245,6 +245,27 @@ fn event_fields<const N: usize, const C: usize, const Q: usize>(
             j.kv_str("event", "finished");
             outcome_fields(j, r, outcome);
         }
+        TraceEvent::RetryDenied { hedge } => {
+            j.kv_str("event", "retry_budget_exhausted");
+            j.kv_bool("hedge", hedge);
+        }
+        TraceEvent::ProbeSent { node: id, kind } => {
+            j.kv_str("event", "probe_sent");
+            j.kv_str("probe", kind.label());
+            node(j, id);
+        }
+        TraceEvent::ProbeEnded {
+            node: id,
+            kind,
+            failure,
+        } => {
+            j.kv_str("event", "probe_ended");
+            j.kv_str("probe", kind.label());
+            node(j, id);
+            if let Some(f) = failure {
+                failure_fields(j, f);
+            }
+        }
     }
 }
 

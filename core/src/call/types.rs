@@ -6,6 +6,7 @@
 use crate::admission::Pool;
 use crate::catalog::ModelId;
 use crate::node::NodeId;
+use crate::probe::ProbeKind;
 use crate::reason::{Failure, Reject};
 use crate::route::Query;
 use crate::time::{Duration, Instant};
@@ -174,4 +175,28 @@ pub enum TraceEvent {
     },
     /// The call ended.
     Finished(Outcome),
+    /// The retry budget refused a failover or a hedge
+    /// (`retry_budget_exhausted`); a refused failover ends the call with
+    /// its last failure.
+    RetryDenied {
+        /// True for a hedge.
+        hedge: bool,
+    },
+    /// A probe was issued (recorded under
+    /// [`PROBE_TRACE`](crate::probe::PROBE_TRACE)).
+    ProbeSent {
+        /// Node.
+        node: NodeId,
+        /// Health or inventory.
+        kind: ProbeKind,
+    },
+    /// A probe ended (under [`PROBE_TRACE`](crate::probe::PROBE_TRACE)).
+    ProbeEnded {
+        /// Node.
+        node: NodeId,
+        /// Health or inventory.
+        kind: ProbeKind,
+        /// Why it failed (a probe past its deadline: `Timeout`); `None` for success.
+        failure: Option<Failure>,
+    },
 }

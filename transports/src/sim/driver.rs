@@ -105,6 +105,8 @@ pub(crate) enum Ev {
     Beat(u16),
     /// Heartbeat `i` (in [`World::beats`]) reaches gateway `g`.
     Deliver(u32, u16),
+    /// Probe `i` (in [`World::probes`]) gets its answer.
+    ProbeDone(u32),
 }
 
 /// One gateway: its router, its timer and its heartbeat delay.
@@ -188,6 +190,8 @@ impl Driver {
             events: 0,
             budget: BUDGET_BASE + timeline.len() as u64,
             stalled: false,
+            probes: Vec::new(),
+            probe_rng: fastrand::Rng::with_seed(seed::derive(setup.seed, seed::PROBES)),
             violation: None,
             #[cfg(test)]
             accept_invalid: false,
@@ -370,6 +374,16 @@ impl Driver {
             .map(|g| g.router.config().call_timeout)
             .fold(Duration::ZERO, Duration::max);
         let span = (horizon + call_timeout) - now;
+        // Probes while calls run: a send, an answer and a timer each.
+        for g in &self.gateways {
+            let p = g.router.config().probe;
+            if p.enabled {
+                let every = p.health_interval.min(p.inventory_interval);
+                let rounds = span.as_nanos() / every.as_nanos().max(1) + 2;
+                let per_round = 2 * 3 * w.nodes.len() as u64;
+                w.budget = w.budget.saturating_add(rounds.saturating_mul(per_round));
+            }
+        }
         let per_beat = 1 + self.gateways.len() as u64;
         for (n, node) in w.nodes.iter().enumerate() {
             let Some(every) = node.spec.heartbeat else {
@@ -443,6 +457,7 @@ impl Driver {
             };
             if let Some(g) = touched {
                 self.wakeups(g);
+                self.run_probes(g);
                 self.arm_router_timer(g);
             }
             let w = &mut self.w;
@@ -552,6 +567,13 @@ impl Driver {
                     .handle_heartbeat(id, t, now);
                 Some(usize::from(g))
             }
+            Ev::ProbeDone(i) => {
+                let (g, probe, outcome) = w.probes[i as usize];
+                self.gateways[usize::from(g)]
+                    .router
+                    .handle_probe(probe, outcome, now);
+                Some(usize::from(g))
+            }
             Ev::FirstByte(job) => {
                 let j = &mut w.jobs[job as usize];
                 if j.state != JobState::Serving {
@@ -649,6 +671,11 @@ impl Driver {
     }
 
     fn arm_router_timer(&mut self, g: usize) {
+        // Once every call has ended nothing is queued, and probes stop (as
+        // heartbeats do): an idle run ends.
+        if !self.w.busy() {
+            return;
+        }
         let now = self.w.now();
         let gw = &mut self.gateways[g];
         if let Some(t) = gw.router.poll_timeout() {

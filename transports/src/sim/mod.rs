@@ -23,6 +23,13 @@
 //!   percentiles, prefix hit rate, per-node and per-gateway shares, and a
 //!   [`TimeSeries`] of load and failures) plus per-call and per-attempt
 //!   records ([`CallRecord`], [`AttemptRecord`]).
+//! - Active probes: with [`RouterConfig::probe`](drover_core::config::RouterConfig)
+//!   enabled, each router's [`Router::poll_probe`](drover_core::Router::poll_probe)
+//!   is drained after every event that touches it, while calls run. A node
+//!   that is up answers after a seeded 1 to 5 ms; a crashed one refuses
+//!   (after the same delay); a hung one never answers and the router times
+//!   the probe out. Inventory probes succeed without changing model lists
+//!   (simulated nodes serve any model).
 //! - [`check`]: the invariants checked on every run. A violation fails the
 //!   run loudly, naming the seed and the call.
 //!
@@ -91,6 +98,7 @@ mod faults;
 pub mod generators;
 mod node;
 mod prefix;
+mod probes;
 mod record;
 mod report;
 pub mod seed;
@@ -121,3 +129,5 @@ pub use workload::{ArenaFull, Arrival, BadWorkload, Blocks, Calls, OpMix, Worklo
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_harden;

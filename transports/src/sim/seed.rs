@@ -17,6 +17,8 @@ pub const SESSIONS: u64 = 3;
 pub const TRACE: u64 = 4;
 /// Stream of the gateway assignment hash ([`Assign::Hash`](super::Assign::Hash)).
 pub const ASSIGN: u64 = 5;
+/// Stream of the simulated probe latencies ([`probe`](super::Driver) replies).
+pub const PROBES: u64 = 6;
 /// Streams of the routers of gateways after the first: gateway `g >= 1`
 /// uses `GATEWAYS + g` (gateway 0 uses [`ROUTER`], so a one-gateway run
 /// draws exactly as before gateways existed).

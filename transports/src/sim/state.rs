@@ -122,6 +122,16 @@ impl NodeState {
         self.slots.len() - self.free.len() + self.waiting.len()
     }
 
+    /// How it answers a probe now: `Some(true)` up, `Some(false)` refused
+    /// (crashed or flapping down), `None` never (hung).
+    pub(crate) fn probe_answer(&self) -> Option<bool> {
+        match (self.down, self.crash_mode) {
+            (0, _) => Some(true),
+            (_, CrashMode::Refuse) => Some(false),
+            (_, CrashMode::Hang) => None,
+        }
+    }
+
     /// True while it sends heartbeats: up and not stale-faulted.
     pub(crate) fn beats(&self) -> bool {
         self.down == 0 && self.stale == 0

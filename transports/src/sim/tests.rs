@@ -3,7 +3,7 @@
 
 use drover_core::breaker::BreakerState;
 use drover_core::call::Outcome;
-use drover_core::config::{Policy, RouterConfig};
+use drover_core::config::{Policy, RetryBudget, RouterConfig};
 use drover_core::node::NodeError;
 use drover_core::route::Op;
 use drover_core::{Duration, Instant};
@@ -188,7 +188,12 @@ fn overloaded_node_cools_down_without_opening_its_breaker() {
             .overload(0, Some(Duration::from_millis(300))),
     ];
     let spec = WorkloadSpec::default().calls(1_000).rate(1.5);
-    let (d, r) = run(RouterConfig::default(), nodes, spec, seed);
+    // Failover mechanics: no retry budget (tests_faults has a run with one).
+    let cfg = RouterConfig {
+        retry_budget: RetryBudget::UNLIMITED,
+        ..RouterConfig::default()
+    };
+    let (d, r) = run(cfg, nodes, spec, seed);
     let small = r.node("small").unwrap();
     assert!(small.overloads > 0, "seed {seed}\n{r}");
     assert!(small.ok > 0, "seed {seed}\n{r}");

@@ -4,7 +4,7 @@
 
 use drover_core::breaker::BreakerState;
 use drover_core::call::Outcome;
-use drover_core::config::{Policy, RouterConfig};
+use drover_core::config::{Policy, RetryBudget, RouterConfig};
 use drover_core::node::Mode;
 use drover_core::reason::Failure;
 use drover_core::route::Op;
@@ -52,6 +52,17 @@ fn check_clean(d: &Driver, r: &Report, seed: u64) {
     assert_eq!(per_gateway, r.calls, "seed {seed}: per-gateway calls");
 }
 
+/// The default config without a retry budget: for drills that check that
+/// every failure before the first byte fails over (a budget may end some of
+/// those calls instead; `retry_budget_caps_failovers_when_a_node_crashes`
+/// covers that).
+fn unbudgeted() -> RouterConfig {
+    RouterConfig {
+        retry_budget: RetryBudget::UNLIMITED,
+        ..RouterConfig::default()
+    }
+}
+
 fn poisson(calls: usize, rate: f64, seed: u64) -> Vec<Arrival> {
     WorkloadSpec::default()
         .calls(calls)
@@ -97,7 +108,7 @@ fn corrupted_replies_fail_over_and_never_count_as_success() {
         SimNode::new("b", 4),
         SimNode::new("liar", 4),
     ];
-    let setup = SimSetup::new(RouterConfig::default(), nodes, seed)
+    let setup = SimSetup::new(unbudgeted(), nodes, seed)
         .fault(Fault::new(2, FaultKind::Corrupt { rate: 1.0 }, secs(50)).until(secs(150)));
     let (d, r) = run(setup, &poisson(400, 1.5, seed));
     let liar = r.node("liar").unwrap();
@@ -170,7 +181,7 @@ fn crash_fails_over_calls_before_their_first_byte_and_breaks_started_streams() {
     // Round robin, so the victim keeps its third of the calls.
     let cfg = RouterConfig {
         policy: Policy::RoundRobin,
-        ..RouterConfig::default()
+        ..unbudgeted()
     };
     let setup = SimSetup::new(cfg, nodes, seed)
         .faults([60, 150, 240].map(|t| Fault::new(2, crash, secs(t)).until(secs(t + 15))));
@@ -282,7 +293,7 @@ fn flapping_node_opens_its_breaker_and_recovers() {
         down: Duration::from_secs(4),
         up: Duration::from_secs(4),
     };
-    let setup = SimSetup::new(RouterConfig::default(), nodes, seed)
+    let setup = SimSetup::new(unbudgeted(), nodes, seed)
         .fault(Fault::new(2, flap, secs(60)).until(secs(120)));
     let (d, r) = run(setup, &poisson(600, 2.0, seed));
     let flappy = r.node("flappy").unwrap();

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use drover_core::call::{AttemptId, Outcome};
 use drover_core::health::Telemetry;
 use drover_core::node::NodeId;
+use drover_core::probe::{Probe, ProbeOutcome};
 use drover_core::reason::Failure;
 use drover_core::route::Op;
 use drover_core::{Duration, Instant};
@@ -50,6 +51,11 @@ pub(crate) struct World {
     pub(crate) events: u64,
     pub(crate) budget: u64,
     pub(crate) stalled: bool,
+    /// Every probe a router sent: its gateway, the probe and its answer
+    /// (delivered by index; a hung node's probe is never answered).
+    pub(crate) probes: Vec<(u16, Probe, ProbeOutcome)>,
+    /// Probe reply latencies.
+    pub(crate) probe_rng: fastrand::Rng,
     pub(crate) violation: Option<Violation>,
     /// Test only: deliver corrupted replies as if valid (a transport that
     /// skips validation), so the checker's catch can be tested.
