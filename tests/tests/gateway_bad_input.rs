@@ -100,7 +100,7 @@ fn over_capacity_is_429_with_retry_after_and_the_admitted_call_finishes() {
     // The admitted call is not disturbed.
     let ok = first.join().unwrap();
     assert_eq!(ok.status, 200, "{}", ok.text());
-    assert_eq!(f.requests().total, 1, "refused calls never reach the node");
+    assert_eq!(f.requests().calls, 1, "refused calls never reach the node");
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn a_full_queue_wait_expires_into_429() {
     let (code, _) = openai_error(&r);
     assert_eq!(code, "queue_wait_expired");
     assert_eq!(first.join().unwrap().status, 200);
-    assert_eq!(f.requests().total, 1);
+    assert_eq!(f.requests().calls, 1);
     let metrics = get(gw.addr, "/metrics").text();
     assert!(
         metrics.contains("drover_http_rejections_total{reason=\"queue_wait_expired\"} 1"),
@@ -165,7 +165,7 @@ fn a_body_over_the_cap_is_413_declared_or_chunked() {
         post(gw.addr, "/v1/chat/completions", &chat_body(MODEL, None)).status,
         200
     );
-    assert_eq!(f.requests().total, 1);
+    assert_eq!(f.requests().calls, 1);
 }
 
 #[test]
@@ -243,7 +243,7 @@ fn malformed_json_and_wrong_field_types_are_400_naming_the_field() {
             "names `{field}`: {msg}"
         );
     }
-    assert_eq!(f.requests().total, 0, "nothing malformed reaches a node");
+    assert_eq!(f.requests().calls, 0, "nothing malformed reaches a node");
 }
 
 #[test]
@@ -262,7 +262,7 @@ fn an_unknown_model_is_404_on_both_fronts() {
     );
     assert_eq!(r.status, 404, "{}", r.text());
     assert!(ollama_error(&r).contains("nope"));
-    assert_eq!(f.requests().total, 0);
+    assert_eq!(f.requests().calls, 0);
 }
 
 #[test]
@@ -294,7 +294,7 @@ fn no_eligible_node_is_503_with_the_reason() {
     let r = post(gw.addr, "/api/chat", &chat_body(MODEL, None));
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(ollama_error(&r).contains("disabled"));
-    assert_eq!(a.requests().total + b.requests().total, 0);
+    assert_eq!(a.requests().calls + b.requests().calls, 0);
 }
 
 #[test]
@@ -334,7 +334,7 @@ fn client_tokens_are_required_when_set_and_wrong_ones_refused() {
         "catalogs need a token"
     );
     assert_eq!(get(gw.addr, "/api/tags").status, 401);
-    assert_eq!(f.requests().total, 0);
+    assert_eq!(f.requests().calls, 0);
 
     for token in ["Bearer s3cret", "bearer other"] {
         let r = chat(&[("Authorization", token)]);
@@ -353,7 +353,7 @@ fn client_tokens_are_required_when_set_and_wrong_ones_refused() {
         200,
         "liveness needs none"
     );
-    assert_eq!(f.requests().total, 2);
+    assert_eq!(f.requests().calls, 2);
 }
 
 /// Reads what the gateway answers on a raw connection (up to its close).
@@ -383,7 +383,7 @@ fn slow_request_headers_get_408() {
     let t0 = Instant::now();
     let _ = raw_answer(s);
     assert!(t0.elapsed() < ms(2000), "an idle connection is closed");
-    assert_eq!(f.requests().total, 0);
+    assert_eq!(f.requests().calls, 0);
 }
 
 #[test]

@@ -381,7 +381,7 @@ fn catalogs_list_models_and_aliases_and_version_answers() {
     assert_eq!(r.status, 200);
     assert!(r.json()["version"].is_string(), "{}", r.text());
     // Catalogs are answered by the gateway itself.
-    assert_eq!(s.o.requests().total + s.v.requests().total, 0);
+    assert_eq!(s.o.requests().calls + s.v.requests().calls, 0);
 }
 
 #[test]

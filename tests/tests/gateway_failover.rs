@@ -93,7 +93,7 @@ fn a_refused_connection_fails_over_at_once() {
         saw_failover,
         "round-robin tried the dead node first at least once"
     );
-    assert_eq!(good.requests().total, 4);
+    assert_eq!(good.requests().calls, 4);
 }
 
 #[test]
@@ -157,20 +157,20 @@ fn a_429_cools_the_node_down_and_calls_avoid_it() {
         let id = chat_ok(&gw);
         let events = trace(&gw, &id);
         assert_eq!(succeeded_on(&events), "good");
-        if busy.requests().total == 1 {
+        if busy.requests().calls == 1 {
             assert_eq!(failures_on(&events, "bad"), ["overloaded"], "{events:?}");
             break;
         }
     }
     assert_eq!(busy.requests().outcome(Outcome::TooMany), 1);
     // Then it is cooling: calls go straight to the other node.
-    let before = good.requests().total;
+    let before = good.requests().calls;
     for _ in 0..6 {
         let id = stream_ok(&gw);
         assert!(failures_on(&trace(&gw, &id), "bad").is_empty());
     }
-    assert_eq!(busy.requests().total, 1, "the cooled node is not tried");
-    assert_eq!(good.requests().total, before + 6);
+    assert_eq!(busy.requests().calls, 1, "the cooled node is not tried");
+    assert_eq!(good.requests().calls, before + 6);
     let n = &nodes(gw.addr)["bad"];
     assert_eq!(n["overload"]["cooling"], true, "{n}");
     let left = n["overload"]["remaining_ms"].as_f64().unwrap();
@@ -202,13 +202,16 @@ fn repeated_500s_open_the_breaker_and_a_probe_closes_it_after_healing() {
     b.base_cooldown = drover_core::Duration::from_millis(800);
     b.max_cooldown = drover_core::Duration::from_secs(2);
     b.jitter = 0.0;
+    // A call is the half-open trial here; with active probes on, a probe
+    // would be (tests/gateway_probes.rs).
+    cfg.router.probe.enabled = false;
     let gw = start(cfg);
     // Every call succeeds; the bad node fails twice, which opens it.
     for _ in 0..6 {
         let id = chat_ok(&gw);
         let f = failures_on(&trace(&gw, &id), "bad");
         assert!(f.is_empty() || f == ["upstream_5xx"], "{f:?}");
-        if bad.requests().total == 2 {
+        if bad.requests().calls == 2 {
             break;
         }
     }
@@ -229,7 +232,7 @@ fn repeated_500s_open_the_breaker_and_a_probe_closes_it_after_healing() {
         opened.elapsed() < ms(800),
         "the calls above ran while it was open"
     );
-    assert_eq!(bad.requests().total, 2, "an open breaker sends nothing");
+    assert_eq!(bad.requests().calls, 2, "an open breaker sends nothing");
 
     // The node heals; after the cooldown a probe reaches it and closes it.
     bad.set(Behaviour::default());
@@ -257,18 +260,18 @@ fn a_garbage_reply_fails_over_whole_and_streamed() {
     let good = fake(NodeKind::Ollama, &[MODEL]);
     let gw = start(two_nodes(&junk, &good));
     for stream in [false, true] {
-        let before = junk.requests().total;
+        let before = junk.requests().calls;
         for _ in 0..3 {
             let id = if stream { stream_ok(&gw) } else { chat_ok(&gw) };
             let events = trace(&gw, &id);
             assert_eq!(succeeded_on(&events), "good");
-            if junk.requests().total > before {
+            if junk.requests().calls > before {
                 assert_eq!(failures_on(&events, "bad"), ["invalid_reply"], "{events:?}");
                 break;
             }
         }
         assert_eq!(
-            junk.requests().total,
+            junk.requests().calls,
             before + 1,
             "stream {stream}: the junk node was tried"
         );

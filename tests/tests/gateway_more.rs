@@ -132,7 +132,7 @@ fn a_slow_stream_is_hedged_to_another_node_and_the_loser_is_cancelled() {
             c.cancelled == hedged && c.in_flight == 0
         },
     );
-    assert_eq!(slow.requests().total, hedged);
+    assert_eq!(slow.requests().calls, hedged);
     assert_eq!(in_flight(&gw, "slow"), 0);
     // A cancelled hedge loser does not count against the node.
     assert_eq!(breaker_failures(&gw, "slow"), 0);
@@ -308,7 +308,7 @@ fn upstream_4xx(kind: NodeKind, status: u16) {
     assert!(rejected >= 1, "round-robin sent calls to the bad node");
     assert_eq!(bad.requests().outcome(Outcome::Status), rejected);
     // The other node only saw the calls that were its own.
-    assert_eq!(good.requests().total, ok);
+    assert_eq!(good.requests().calls, ok);
     // The client's mistake is not the node's fault.
     assert_eq!(breaker_failures(&gw, "bad"), 0);
     let n = &nodes(gw.addr)["bad"];
@@ -362,7 +362,7 @@ fn an_oversized_reply_fails_over_to_a_normal_one() {
         }
     }
     assert!(failed_over >= 1, "round-robin tried the big node first");
-    assert_eq!(big.requests().total, failed_over);
+    assert_eq!(big.requests().calls, failed_over);
 }
 
 #[test]
@@ -400,8 +400,8 @@ fn status_has_node_detail_and_nothing_leaks_urls_or_keys() {
         let r = post(gw.addr, "/v1/chat/completions", &chat_body(MODEL, None));
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    assert_eq!(keyed.requests().total, 1);
-    assert_eq!(plain.requests().total, 1);
+    assert_eq!(keyed.requests().calls, 1);
+    assert_eq!(plain.requests().calls, 1);
     let h = keyed.last_headers().unwrap();
     assert_eq!(
         h.get("authorization").and_then(|v| v.to_str().ok()),

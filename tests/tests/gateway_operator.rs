@@ -62,8 +62,8 @@ fn disable_drain_and_enable_through_the_api() {
     for _ in 0..6 {
         chat_ok(&gw);
     }
-    assert_eq!(a.requests().total, 0, "a disabled node gets no new call");
-    assert_eq!(b.requests().total, 6);
+    assert_eq!(a.requests().calls, 0, "a disabled node gets no new call");
+    assert_eq!(b.requests().calls, 6);
     // The preview says why.
     let p = post(gw.addr, "/route/preview", &json!({"model": MODEL}));
     assert_eq!(p.status, 200, "{}", p.text());
@@ -89,7 +89,7 @@ fn disable_drain_and_enable_through_the_api() {
     for _ in 0..4 {
         chat_ok(&gw);
     }
-    assert_eq!(a.requests().total, 0, "a draining node gets no new call");
+    assert_eq!(a.requests().calls, 0, "a draining node gets no new call");
 
     // Enabled again, it gets its share.
     let r = set_mode(gw.addr, "a", &json!({"mode": "enabled"}));
@@ -100,7 +100,7 @@ fn disable_drain_and_enable_through_the_api() {
     for _ in 0..4 {
         chat_ok(&gw);
     }
-    assert_eq!(a.requests().total, 2, "round-robin again");
+    assert_eq!(a.requests().calls, 2, "round-robin again");
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn a_mode_survives_a_restart_through_the_state_file() {
     for _ in 0..3 {
         chat_ok(&gw);
     }
-    assert_eq!(a.requests().total, 0, "still disabled after the restart");
+    assert_eq!(a.requests().calls, 0, "still disabled after the restart");
     drop(gw);
     std::fs::remove_file(&state).unwrap();
 }

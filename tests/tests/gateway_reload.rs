@@ -44,7 +44,11 @@ fn entry(name: &str, fake: &FakeServer, models: &[&str]) -> Value {
 /// file renamed over the old one, mode 0600.
 fn write_nodes(path: &Path, nodes: &[Value]) {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&Value::from(nodes.to_vec())).unwrap()).unwrap();
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(&Value::from(nodes.to_vec())).unwrap(),
+    )
+    .unwrap();
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
@@ -63,7 +67,11 @@ fn start_from(dir: &Dir, nodes: &[Value]) -> (drover::serve::Running, PathBuf) {
 }
 
 fn chats(fake: &FakeServer) -> u64 {
-    fake.requests().by_path.get("/api/chat").copied().unwrap_or(0)
+    fake.requests()
+        .by_path
+        .get("/api/chat")
+        .copied()
+        .unwrap_or(0)
 }
 
 fn reloads(addr: std::net::SocketAddr, result: &str) -> u64 {
@@ -83,11 +91,19 @@ fn nodes_are_added_updated_and_removed_without_a_restart() {
     let (gw, path) = start_from(&dir, &[entry("a", &a, &["m"])]);
     let r = post(gw.addr, "/api/chat", &chat_body("m", Some(false)));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(post(gw.addr, "/api/chat", &chat_body("n", Some(false))).status, 404);
+    assert_eq!(
+        post(gw.addr, "/api/chat", &chat_body("n", Some(false))).status,
+        404
+    );
 
     // b joins with a model nobody served before.
-    write_nodes(&path, &[entry("a", &a, &["m"]), entry("b", &b, &["m", "n"])]);
-    wait_until(NOTICE, "node b to appear", || nodes(gw.addr).contains_key("b"));
+    write_nodes(
+        &path,
+        &[entry("a", &a, &["m"]), entry("b", &b, &["m", "n"])],
+    );
+    wait_until(NOTICE, "node b to appear", || {
+        nodes(gw.addr).contains_key("b")
+    });
     assert_eq!(reloads(gw.addr, "applied"), 1);
     let r = post(gw.addr, "/api/chat", &chat_body("n", Some(false)));
     assert_eq!(r.status, 200, "the new model is routable: {}", r.text());
@@ -126,7 +142,10 @@ fn a_bad_nodes_file_is_refused_and_the_gateway_keeps_its_nodes() {
         *refused += 1;
         let want = *refused;
         wait_until(NOTICE, what, || reloads(gw.addr, "refused") == want);
-        assert!(nodes(gw.addr).contains_key("a"), "{what}: the old node is gone");
+        assert!(
+            nodes(gw.addr).contains_key("a"),
+            "{what}: the old node is gone"
+        );
         let r = post(gw.addr, "/api/chat", &chat_body("m", Some(false)));
         assert_eq!(r.status, 200, "{what}: {}", r.text());
     };
@@ -178,12 +197,19 @@ fn a_removed_node_with_a_call_in_flight_finishes_it_then_goes() {
     assert_eq!(stream.status, 200);
     assert!(stream.next_chunk().is_some());
     write_nodes(&path, &[entry("other", &other, &["m"])]);
-    wait_until(NOTICE, "other to appear", || nodes(gw.addr).contains_key("other"));
+    wait_until(NOTICE, "other to appear", || {
+        nodes(gw.addr).contains_key("other")
+    });
     let listed = nodes(gw.addr);
     assert_eq!(listed["slow"]["mode"], json!("disabled"), "{listed:?}");
     let rest = String::from_utf8_lossy(&stream.rest()).into_owned();
-    assert!(rest.contains("\"done\":true"), "the stream finished intact: {rest}");
-    wait_until(NOTICE, "slow to be removed", || !nodes(gw.addr).contains_key("slow"));
+    assert!(
+        rest.contains("\"done\":true"),
+        "the stream finished intact: {rest}"
+    );
+    wait_until(NOTICE, "slow to be removed", || {
+        !nodes(gw.addr).contains_key("slow")
+    });
     let r = post(gw.addr, "/api/chat", &chat_body("m", Some(false)));
     assert_eq!(r.status, 200);
     assert_eq!(chats(&other), 1);

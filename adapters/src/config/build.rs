@@ -17,8 +17,7 @@ use super::locate::{FieldPath, Index};
 use super::nodes::{self, NodeSource};
 use super::raw::{
     Bytes, Dur, RawAffinity, RawHealth, RawHedge, RawLimits, RawNode, RawPools, RawProbes,
-    RawRetryBudget, RawRouting,
-    RawTimeouts, RawUrlPolicy,
+    RawRetryBudget, RawRouting, RawTimeouts, RawUrlPolicy,
 };
 use super::{
     Cidr, GatewayConfig, Limits, MAX_PERMITS, Problem, Problems, Secret, Timeouts, UrlPolicy,

@@ -27,7 +27,9 @@ fn switch(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "on" | "yes" => Ok(true),
         "0" | "false" | "off" | "no" => Ok(false),
-        _ => Err(format!("`{value}` is not a switch: use 1/true/on or 0/false/off")),
+        _ => Err(format!(
+            "`{value}` is not a switch: use 1/true/on or 0/false/off"
+        )),
     }
 }
 

@@ -264,7 +264,10 @@ impl NodeConfig {
 /// # Errors
 ///
 /// A name the core refuses, or a full catalog, naming the node's field.
-pub fn node_specs_of(nodes: &[NodeConfig], catalog: &mut Catalog) -> Result<Vec<NodeSpec>, Problems> {
+pub fn node_specs_of(
+    nodes: &[NodeConfig],
+    catalog: &mut Catalog,
+) -> Result<Vec<NodeSpec>, Problems> {
     nodes::node_specs(nodes, catalog)
 }
 
@@ -334,7 +337,14 @@ impl GatewayConfig {
             tokens_on_loopback: false,
             limits: Limits::default(),
             timeouts: Timeouts::default(),
-            router: RouterConfig::default(),
+            router: RouterConfig {
+                // The gateway probes its nodes (the core's default is off).
+                probe: drover_core::probe::ProbeConfig {
+                    enabled: true,
+                    ..drover_core::probe::ProbeConfig::default()
+                },
+                ..RouterConfig::default()
+            },
             nodes: vec![NodeConfig {
                 name: "local".to_owned(),
                 kind: NodeKind::Ollama,

@@ -121,7 +121,11 @@ fn every_default() {
     assert_eq!(t.ttft, Duration::from_secs(30));
     assert_eq!(t.stream_total, Duration::from_secs(600));
     assert_eq!(t.queue_wait, Duration::from_secs(5));
-    assert_eq!(c.router, RouterConfig::default());
+    // The core's defaults, except that the gateway probes its nodes.
+    assert!(c.router.probe.enabled);
+    let mut core_defaults = RouterConfig::default();
+    core_defaults.probe.enabled = true;
+    assert_eq!(c.router, core_defaults);
     assert_eq!(c.router.pools, PoolLimits::default());
     assert_eq!(c.url_policy, UrlPolicy::default());
     assert_eq!((c.state_path.clone(), c.nodes_path.clone()), (None, None));
@@ -557,7 +561,7 @@ weight = 0
             "conf/drover.toml:1: field `listen`: `nope` is not an address like 127.0.0.1:8080 or [::1]:8080",
             "conf/drover.toml:2: field `bogus`: unknown key `bogus`; expected one of listen, \
              tokens_on_loopback, client_tokens, client_tokens_env, operator_token_env, heartbeat_token_env, state_path, nodes_path, limits, \
-             timeouts, pools, routing, health, url_policy, nodes",
+             timeouts, pools, routing, health, probes, retry_budget, url_policy, nodes",
             "conf/drover.toml:4: field `limits.max_body_bytes`: must be from 1 to 1073741824, found 0",
             "conf/drover.toml:5: field `limits.max_headers`: invalid type: string \"many\", expected u64",
             "conf/drover.toml:6: field `limits.max_header_bytes`: must be from 8192 to 1048576, found 1",

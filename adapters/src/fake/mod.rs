@@ -114,6 +114,11 @@ pub struct Behaviour {
     pub fail_rate: f64,
     /// Time to compute an embedding reply.
     pub embed_time: Duration,
+    /// Whether the probe reads ([`PROBE_PATHS`]) meet [`Behaviour::fail`]
+    /// too. Default false: they answer normally, like a server whose
+    /// generation fails while its HTTP front is up; set it to play a server
+    /// that is down as a whole.
+    pub fail_probes: bool,
 }
 
 impl Default for Behaviour {
@@ -126,6 +131,7 @@ impl Default for Behaviour {
             fail: Fail::None,
             fail_rate: 1.0,
             embed_time: Duration::ZERO,
+            fail_probes: false,
         }
     }
 }
@@ -195,11 +201,19 @@ pub enum Outcome {
     Refused,
 }
 
+/// What a gateway's health and inventory probes read: `GET /api/version`,
+/// `/api/tags`, `/v1/models`. [`Counters::calls`] leaves them out, and they
+/// do not replace [`FakeServer::last_body`].
+pub const PROBE_PATHS: [&str; 3] = ["/api/version", "/api/tags", "/v1/models"];
+
 /// A snapshot of a fake server's request counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Requests received (whole request read).
     pub total: u64,
+    /// Requests received other than the catalog and version reads that a
+    /// gateway's probes send ([`PROBE_PATHS`]): the calls routed here.
+    pub calls: u64,
     /// Requests by path (without the query string).
     pub by_path: BTreeMap<String, u64>,
     /// Requests by what the server chose to answer.
@@ -320,7 +334,7 @@ impl FakeServer {
         self.shared.counters()
     }
 
-    /// The body of the last request received, if any.
+    /// The body of the last request received (probe reads aside), if any.
     pub fn last_body(&self) -> Option<Bytes> {
         self.shared.last_body()
     }

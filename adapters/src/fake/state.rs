@@ -83,6 +83,10 @@ impl Shared {
         let mut s = lock(&self.stats);
         let c = &mut s.counters;
         c.total += 1;
+        let probe = super::PROBE_PATHS.contains(&path);
+        if !probe {
+            c.calls += 1;
+        }
         c.in_flight += 1;
         match c.by_path.get_mut(path) {
             Some(n) => *n += 1,
@@ -90,10 +94,13 @@ impl Shared {
                 c.by_path.insert(path.to_owned(), 1);
             }
         }
-        s.last_body = Some(body.clone());
-        s.last_headers = Some(headers.clone());
+        if !probe {
+            s.last_body = Some(body.clone());
+            s.last_headers = Some(headers.clone());
+        }
         let fail = match b.fail {
             Fail::None => Fail::None,
+            _ if probe && !b.fail_probes => Fail::None,
             f if b.fail_rate >= 1.0 => f,
             _ if b.fail_rate <= 0.0 => Fail::None,
             f => {

@@ -9,7 +9,7 @@ use drover_core::node::NodeKind;
 use serde_json::Value;
 
 use self::client::{Client, call, call_with, json};
-use super::{Behaviour, Fail, FakeServer, FakeSpec, Outcome, demo_specs};
+use super::{Behaviour, Fail, FakeServer, FakeSpec, Outcome, PROBE_PATHS, demo_specs};
 
 fn ollama() -> FakeServer {
     FakeServer::start(FakeSpec::new(NodeKind::Ollama, &["llama3.2", "all-minilm"])).expect("start")
@@ -588,6 +588,30 @@ fn records_paths_last_body_and_headers_and_serves_keep_alive() {
 }
 
 #[test]
+fn probe_reads_meet_the_failure_only_with_fail_probes() {
+    let mut spec = FakeSpec::new(NodeKind::Ollama, &["m"]);
+    spec.behaviour = Behaviour {
+        fail: Fail::Status(500),
+        ..Behaviour::default()
+    };
+    let s = FakeServer::start(spec).expect("start");
+    for path in PROBE_PATHS {
+        call(s.addr(), "GET", path, "");
+    }
+    assert_eq!(call(s.addr(), "GET", "/api/version", "").0.status, 200);
+    assert_eq!(call(s.addr(), "POST", "/api/chat", CHAT).0.status, 500);
+    let c = s.requests();
+    assert_eq!((c.total, c.calls), (5, 1), "{c:?}");
+    assert_eq!(s.last_body().as_deref(), Some(CHAT.as_bytes()));
+    s.set(Behaviour {
+        fail: Fail::Status(500),
+        fail_probes: true,
+        ..Behaviour::default()
+    });
+    assert_eq!(call(s.addr(), "GET", "/api/version", "").0.status, 500);
+}
+
+#[test]
 fn fail_rate_is_seeded_and_reproducible() {
     let run = |seed: u64| -> Vec<u16> {
         let mut spec = FakeSpec::new(NodeKind::Ollama, &["m"]);
@@ -599,7 +623,16 @@ fn fail_rate_is_seeded_and_reproducible() {
         };
         let s = FakeServer::start(spec).expect("start");
         (0..40)
-            .map(|_| call(s.addr(), "GET", "/api/version", "").0.status)
+            .map(|_| {
+                call(
+                    s.addr(),
+                    "POST",
+                    "/api/embed",
+                    r#"{"model":"m","input":"x"}"#,
+                )
+                .0
+                .status
+            })
             .collect()
     };
     let a = run(7);

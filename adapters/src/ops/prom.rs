@@ -22,7 +22,8 @@
 //! | `drover_request_queue_wait_seconds` | histogram | op |
 //! | `drover_active_calls`, `drover_attempts_in_flight`, `drover_queue_depth`, `drover_queue_capacity`, `drover_permits_outstanding` | gauge | |
 //! | `drover_pool_limit` | gauge | pool (`global`, `chat`, `stream`, `embed`, `background`) |
-//! | `drover_failovers_total`, `drover_hedges_total`, `drover_hedges_won_total`, `drover_hedges_denied_total` | counter | |
+//! | `drover_failovers_total`, `drover_hedges_total`, `drover_hedges_won_total`, `drover_hedges_denied_total`, `drover_retry_budget_exhausted_total` | counter | |
+//! | `drover_probes_total`, `drover_probes_failed_total` | counter | `kind` (`health`, `inventory`) |
 //! | `drover_trace_events_dropped_total` | counter | |
 //! | `drover_node_info` | gauge (1) | node, kind |
 //! | `drover_node_mode` | gauge (1 for the current mode) | node, mode |
@@ -212,7 +213,7 @@ fn load<const N: usize, const C: usize, const Q: usize>(p: &mut Prom<'_>, r: &Ro
         p.line(name, "", &[("pool", pool.as_str())], None, &pools.get(pool));
     }
     let m = r.metrics();
-    let counters: [(&str, &str, u64); 5] = [
+    let counters: [(&str, &str, u64); 6] = [
         (
             "drover_failovers_total",
             "Attempts after the first caused by a failure.",
@@ -230,6 +231,11 @@ fn load<const N: usize, const C: usize, const Q: usize>(p: &mut Prom<'_>, r: &Ro
             m.hedges_denied,
         ),
         (
+            "drover_retry_budget_exhausted_total",
+            "Failovers and hedges the retry budget refused.",
+            m.retries_denied,
+        ),
+        (
             "drover_trace_events_dropped_total",
             "Decision events overwritten in the trace ring.",
             r.trace().dropped(),
@@ -238,6 +244,29 @@ fn load<const N: usize, const C: usize, const Q: usize>(p: &mut Prom<'_>, r: &Ro
     for (name, help, v) in counters {
         p.family(name, "counter", help);
         p.line(name, "", &[], None, &v);
+    }
+    for (name, help, values) in [
+        (
+            "drover_probes_total",
+            "Active probes sent, by kind (health, inventory).",
+            m.probes.sent,
+        ),
+        (
+            "drover_probes_failed_total",
+            "Active probes that failed or timed out, by kind.",
+            m.probes.failed,
+        ),
+    ] {
+        p.family(name, "counter", help);
+        for kind in drover_core::probe::ProbeKind::ALL {
+            p.line(
+                name,
+                "",
+                &[("kind", kind.label())],
+                None,
+                &values[kind.index()],
+            );
+        }
     }
 }
 

@@ -251,7 +251,8 @@ impl Gateway {
     }
 
     /// Replaces the models of node `id` (named `name`) with `models`, as
-    /// its agent reported them: interns new names in the router's catalog,
+    /// its agent or an inventory probe reported them (a node with
+    /// `pinModels` keeps its configured list): interns new names in the router's catalog,
     /// updates the node's spec, and brings the gateway's name tables up to
     /// date. Aliases are kept. An empty list changes nothing (a node
     /// without models is better left as configured than opened to any
@@ -270,17 +271,19 @@ impl Gateway {
         if models.is_empty() {
             return Ok(());
         }
-        let (names, any) = self.router.with_mut(|r| {
-            let mut spec = r.node(id).ok_or("unknown node")?.spec.clone();
-            spec.models = drover_core::catalog::ModelSet::EMPTY;
+        let applied = self.router.with_mut(|r| {
+            let mut set = drover_core::catalog::ModelSet::EMPTY;
             for m in models {
                 let mid = r
                     .catalog_mut()
                     .intern_model(m)
                     .map_err(|e| format!("model `{m}`: {e}"))?;
-                spec.models.insert(mid);
+                set.insert(mid);
             }
-            r.update_node(id, spec).map_err(|e| e.to_string())?;
+            if !r.set_models(id, set).map_err(|e| e.to_string())? {
+                // pinModels: the configured list stays.
+                return Ok(None);
+            }
             let catalog = r.catalog();
             let names: Vec<Arc<str>> = (0..catalog.model_count())
                 .map(|i| {
@@ -289,8 +292,11 @@ impl Gateway {
                 })
                 .collect();
             let any = r.nodes().iter().any(|(_, n)| n.spec.models.is_any());
-            Ok::<_, String>((names, any))
+            Ok::<_, String>(Some((names, any)))
         })?;
+        let Some((names, any)) = applied else {
+            return Ok(());
+        };
         self.set_model_names(names, any);
         self.agent_models
             .write()
@@ -349,8 +355,8 @@ impl Gateway {
         let mut summary = ReloadSummary::default();
         let mut retire = Vec::new();
         let placed = self.router.with_mut(|r| {
-            let specs = crate::config::node_specs_of(&next, r.catalog_mut())
-                .map_err(|e| e.to_string())?;
+            let specs =
+                crate::config::node_specs_of(&next, r.catalog_mut()).map_err(|e| e.to_string())?;
             let free = MAX_NODES - r.nodes().iter().count();
             let added = next
                 .iter()
@@ -365,11 +371,14 @@ impl Gateway {
             let mut placed = Vec::with_capacity(next.len());
             for (n, spec) in next.iter().zip(specs) {
                 let old = current.iter().find(|c| c.name == n.name);
-                let mode = modes.get(&n.name).map_or(drover_core::node::Mode::Enabled, |m| m.mode);
+                let mode = modes
+                    .get(&n.name)
+                    .map_or(drover_core::node::Mode::Enabled, |m| m.mode);
                 let id = match r.nodes().find(&n.name) {
                     Some(id) => {
                         if old.is_none_or(|o| !same(o, n)) {
-                            r.update_node(id, spec).map_err(|e| format!("node `{}`: {e}", n.name))?;
+                            r.update_node(id, spec)
+                                .map_err(|e| format!("node `{}`: {e}", n.name))?;
                             summary.updated += 1;
                         } else {
                             summary.unchanged += 1;
@@ -381,7 +390,9 @@ impl Gateway {
                         id
                     }
                     None => {
-                        let id = r.add_node(spec).map_err(|e| format!("node `{}`: {e}", n.name))?;
+                        let id = r
+                            .add_node(spec)
+                            .map_err(|e| format!("node `{}`: {e}", n.name))?;
                         let _ = r.set_mode(id, mode, now);
                         summary.added += 1;
                         id
@@ -429,7 +440,10 @@ impl Gateway {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             for n in &next {
-                if current.iter().any(|c| c.name == n.name && c.models != n.models) {
+                if current
+                    .iter()
+                    .any(|c| c.name == n.name && c.models != n.models)
+                {
                     agent.remove(&n.name);
                 }
             }
@@ -464,7 +478,9 @@ impl Gateway {
             retiring.retain(|name| match r.nodes().find(name) {
                 None => false,
                 Some(id) => {
-                    let busy = r.node(id).is_some_and(|n| n.in_flight > 0 || n.reserved > 0);
+                    let busy = r
+                        .node(id)
+                        .is_some_and(|n| n.in_flight > 0 || n.reserved > 0);
                     if !busy && r.remove_node(id).is_ok() {
                         freed.push(id);
                         false

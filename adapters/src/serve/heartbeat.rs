@@ -288,9 +288,9 @@ fn apply(gw: &Gateway, body: &[u8]) -> Result<Bytes, HttpError> {
             },
             None => {
                 // Ask the node itself: an inventory probe, due now.
-                let probes = gw.router.with_mut(|r| {
-                    r.config().probe.enabled && r.request_inventory(id, now).is_ok()
-                });
+                let probes = gw
+                    .router
+                    .with_mut(|r| r.config().probe.enabled && r.request_inventory(id, now).is_ok());
                 if probes {
                     tracing::info!(node = %hb.node, "catalog fingerprint changed; inventory probe scheduled");
                 } else {

@@ -100,7 +100,8 @@ async fn exchange(
     let req = req
         .body(Full::new(Bytes::new()))
         .map_err(|_| Failure::InvalidReply)?;
-    let wait = std::time::Duration::from_nanos(probe.deadline.saturating_since(gw.now()).as_nanos());
+    let wait =
+        std::time::Duration::from_nanos(probe.deadline.saturating_since(gw.now()).as_nanos());
     let work = async {
         let resp = gw.client.send(up.addr, req).await.map_err(|e| {
             if e.is_connect() {

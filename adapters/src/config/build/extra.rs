@@ -40,7 +40,10 @@ pub(in crate::config) fn probes(cx: &mut Ctx, raw: RawProbes, c: &mut RouterConf
     }
     let jitter = raw.jitter.unwrap_or(p.jitter);
     if !(jitter.is_finite() && (0.0..=0.5).contains(&jitter)) {
-        cx.error(&at.then("jitter"), format!("{jitter} is not between 0 and 0.5"));
+        cx.error(
+            &at.then("jitter"),
+            format!("{jitter} is not between 0 and 0.5"),
+        );
     } else {
         p.jitter = jitter;
     }
