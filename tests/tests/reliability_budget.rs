@@ -161,7 +161,9 @@ fn always_500_with_breakers_that_never_open_sees_at_most_1_2_attempts_per_call()
 }
 
 /// Six nodes of `b`; attempt timeout 1 s, call deadline 2.5 s, up to 8
-/// attempts: without the deadline a call would run 6 attempts.
+/// attempts: without the deadline a call would run 6 attempts. The calls
+/// must also not end early (before the deadline): that shows the deadline,
+/// not a lack of nodes or of retry budget, ended them.
 fn deadline_case(b: Behaviour, what: &str) {
     let fakes: Vec<FakeServer> = (0..6)
         .map(|_| fake_with(NodeKind::OpenAiCompat, &[MODEL], b))
@@ -180,7 +182,10 @@ fn deadline_case(b: Behaviour, what: &str) {
     cfg.timeouts.stream_idle = Duration::from_secs(1);
     let gw = start(cfg);
     let addr = gw.addr;
-    let handles: Vec<_> = [(true, false), (true, true), (false, false), (false, true)]
+    // Three calls at once: within the retry budget's floor of three
+    // concurrent retries, so every call may use all the attempts its
+    // deadline leaves room for.
+    let handles: Vec<_> = [(true, false), (true, true), (false, true)]
         .into_iter()
         .enumerate()
         .map(|(i, (openai, stream))| {
@@ -217,9 +222,9 @@ fn deadline_case(b: Behaviour, what: &str) {
         );
     }
     let attempts: u64 = fakes.iter().map(|f| f.requests().total).sum();
-    eprintln!("{what}: {attempts} upstream attempts for 4 calls");
+    eprintln!("{what}: {attempts} upstream attempts for 3 calls");
     assert!(
-        attempts >= 4 * 3,
+        attempts >= 3 * 3,
         "several attempts ran per call: {attempts}"
     );
 }
