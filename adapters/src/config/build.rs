@@ -540,6 +540,7 @@ fn timeouts(cx: &mut Ctx, raw: RawTimeouts) -> Timeouts {
             raw.stream_total,
             d.stream_total,
         ),
+        stream_idle: cx.positive(&section.then("stream_idle"), raw.stream_idle, d.stream_idle),
         queue_wait: raw.queue_wait.map_or(d.queue_wait, |Dur(w)| w),
         shutdown_grace: cx.positive(
             &section.then("shutdown_grace"),
@@ -553,6 +554,15 @@ fn timeouts(cx: &mut Ctx, raw: RawTimeouts) -> Timeouts {
             format!(
                 "must not be longer than timeouts.attempt ({:?}): it could never fire",
                 t.attempt
+            ),
+        );
+    }
+    if t.stream_idle > t.stream_total {
+        cx.error(
+            &section.then("stream_idle"),
+            format!(
+                "must not be longer than timeouts.stream_total ({:?}): it could never fire",
+                t.stream_total
             ),
         );
     }

@@ -154,8 +154,14 @@ pub struct Timeouts {
     /// 30 s; router `ttft_timeout`).
     pub ttft: Duration,
     /// The whole call, failovers and streaming included (`stream_total`,
-    /// default 600 s; router `call_timeout`).
+    /// default 600 s; router `call_timeout`). No answer, whole or streamed,
+    /// goes on past it.
     pub stream_total: Duration,
+    /// Longest silence between two chunks of a stream after its first token
+    /// (`stream_idle`, default 30 s): a stalled upstream then ends the
+    /// stream with a terminal error event, charged to the node. Before the
+    /// first token `ttft` applies instead.
+    pub stream_idle: Duration,
     /// Longest wait in the admission queue; 0 disables waiting
     /// (`queue_wait`, default 5 s; router `queue_wait`).
     pub queue_wait: Duration,
@@ -171,6 +177,7 @@ impl Default for Timeouts {
             attempt: Duration::from_secs(120),
             ttft: Duration::from_secs(30),
             stream_total: Duration::from_secs(600),
+            stream_idle: Duration::from_secs(30),
             queue_wait: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
         }

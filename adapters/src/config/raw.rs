@@ -166,6 +166,7 @@ pub(super) struct RawTimeouts {
     pub attempt: Option<Dur>,
     pub ttft: Option<Dur>,
     pub stream_total: Option<Dur>,
+    pub stream_idle: Option<Dur>,
     pub queue_wait: Option<Dur>,
     pub shutdown_grace: Option<Dur>,
 }

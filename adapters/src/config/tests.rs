@@ -120,6 +120,7 @@ fn every_default() {
     assert_eq!(t.attempt, Duration::from_secs(120));
     assert_eq!(t.ttft, Duration::from_secs(30));
     assert_eq!(t.stream_total, Duration::from_secs(600));
+    assert_eq!(t.stream_idle, Duration::from_secs(30));
     assert_eq!(t.queue_wait, Duration::from_secs(5));
     // The core's defaults, except that the gateway probes its nodes.
     assert!(c.router.probe.enabled);
@@ -159,6 +160,7 @@ connect = "500ms"
 attempt = "1m"
 ttft = "1.5s"
 stream_total = "1h"
+stream_idle = "45s"
 queue_wait = "0s"
 
 [pools]
@@ -234,6 +236,7 @@ fn every_key_is_read() {
             attempt: Duration::from_secs(60),
             ttft: Duration::from_millis(1500),
             stream_total: Duration::from_secs(3600),
+            stream_idle: Duration::from_secs(45),
             queue_wait: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
         }
@@ -360,6 +363,16 @@ fn every_range_is_checked() {
             "[timeouts]\nttft = \"121s\"",
             "timeouts.ttft",
             "not be longer than timeouts.attempt",
+        ),
+        (
+            "[timeouts]\nstream_idle = \"0s\"",
+            "timeouts.stream_idle",
+            "longer than 0",
+        ),
+        (
+            "[timeouts]\nstream_idle = \"11m\"",
+            "timeouts.stream_idle",
+            "not be longer than timeouts.stream_total",
         ),
         (
             "[timeouts]\nattempt = \"11m\"",

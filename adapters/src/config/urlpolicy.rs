@@ -23,9 +23,11 @@
 //!   refused: resolvers disagree on what such spellings mean;
 //! - a host name needs `allow_hostnames`, except `localhost`, which is taken
 //!   as `127.0.0.1`. Known metadata names (`metadata.google.internal`, …) are
-//!   always refused. A name is resolved when drover connects, so the
-//!   connecting code must check each resolved address again with
-//!   [`UrlPolicy::check_ip`] (pinning the resolved address is issue 6);
+//!   always refused. A name is resolved when drover connects: the gateway
+//!   checks every address it resolves to with [`UrlPolicy::check_ip`],
+//!   refuses the attempt if any is refused, and connects to the checked
+//!   address itself, so DNS rebinding cannot swap in another one
+//!   (`Gateway::connect_addr` in `serve::gateway`);
 //! - `allowed_ports` and `allowed_cidrs`, when not empty, further restrict
 //!   the port and the IP literal address. They never widen the rules above.
 //!

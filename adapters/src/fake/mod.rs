@@ -345,6 +345,12 @@ impl FakeServer {
         self.shared.last_headers()
     }
 
+    /// The `X-Request-ID` header of each request received that had one, in
+    /// arrival order (the latest 16384): which calls touched this server.
+    pub fn request_ids(&self) -> Vec<String> {
+        self.shared.request_ids()
+    }
+
     /// Stops the server (as dropping it does): the listener closes, open
     /// connections are cut, and each thread is joined if it ends within
     /// 2 s (it is left to finish on its own otherwise).

@@ -19,9 +19,14 @@ struct Stats {
     counters: Counters,
     last_body: Option<Bytes>,
     last_headers: Option<http::HeaderMap>,
+    /// `X-Request-ID` of the latest requests that had one, oldest first.
+    request_ids: std::collections::VecDeque<String>,
     /// State of the failure draws (splitmix64).
     rng: u64,
 }
+
+/// Most request ids a fake server remembers.
+pub(super) const MAX_REQUEST_IDS: usize = 16384;
 
 /// Locks, ignoring poison: the counters stay usable after a panicking test.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -70,6 +75,10 @@ impl Shared {
         lock(&self.stats).last_headers.clone()
     }
 
+    pub(super) fn request_ids(&self) -> Vec<String> {
+        lock(&self.stats).request_ids.iter().cloned().collect()
+    }
+
     /// Records a request that has been read whole, and decides whether it
     /// meets the behaviour's failure. Returns the behaviour to answer with
     /// and the failure drawn ([`Fail::None`] when it is spared).
@@ -97,6 +106,12 @@ impl Shared {
         if !probe {
             s.last_body = Some(body.clone());
             s.last_headers = Some(headers.clone());
+        }
+        if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+            if s.request_ids.len() == MAX_REQUEST_IDS {
+                s.request_ids.pop_front();
+            }
+            s.request_ids.push_back(id.to_owned());
         }
         let fail = match b.fail {
             Fail::None => Fail::None,

@@ -69,6 +69,7 @@ pub(crate) async fn run(
     node: NodeId,
     node_model: Arc<str>,
     inb: Arc<Inbound>,
+    request_id: Arc<str>,
 ) -> AttemptMsg {
     let Some(up) = gw.upstream(node) else {
         // The node was removed between the decision and now.
@@ -83,6 +84,12 @@ pub(crate) async fn run(
         .uri(path)
         .header(HOST, up.authority.clone())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // The client's request id goes upstream too, so that a node's logs
+    // can be matched with the gateway's (it was checked to be 1 to 128
+    // visible ASCII characters).
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        builder = builder.header(super::http::REQUEST_ID, v);
+    }
     if let Some(auth) = &up.auth {
         builder = builder.header(AUTHORIZATION, auth.clone());
     }
@@ -91,7 +98,14 @@ pub(crate) async fn run(
         // The path comes from config (validated) and a static suffix.
         Err(_) => return AttemptMsg::Failed(Failure::Connect),
     };
-    let resp = match gw.client.send(up.addr, req).await {
+    let addr = match gw.connect_addr(&up).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(node = %up.name, "{e}");
+            return AttemptMsg::Failed(Failure::Connect);
+        }
+    };
+    let resp = match gw.client.send(addr, req).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(node = %up.name, error = %e, "upstream request failed");

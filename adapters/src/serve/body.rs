@@ -6,9 +6,11 @@
 //!
 //! - the upstream's end marker and a clean EOF: `Completed`;
 //! - a broken connection, bytes that are not a valid stream, an EOF without
-//!   an end marker, or the total wall-clock cap: a well-formed terminal
-//!   error event (SSE error object or NDJSON error line) goes to the client,
-//!   then the body ends, and the core hears `Failed` (the node is charged);
+//!   an end marker, the call's deadline (`timeouts.stream_total` after the
+//!   call began), or no upstream bytes for `timeouts.stream_idle`: a
+//!   well-formed terminal error event (SSE error object or NDJSON error
+//!   line) goes to the client, then the body ends, and the core hears
+//!   `Failed` (the node is charged);
 //! - the client going away: hyper drops the body, the call handle inside it
 //!   reports `ClientCancelled` (never charged) and the upstream connection
 //!   is closed at once.
@@ -82,7 +84,13 @@ pub struct StreamBody {
     rest: Box<StreamRest>,
     handle: Option<GwHandle>,
     attempt: AttemptId,
+    /// Fires at the call's deadline.
     deadline: smol::Timer,
+    /// Fires when the stream may have been idle for `stream_idle`; checked
+    /// against `last_progress` (rearmed lazily rather than per chunk).
+    idle: smol::Timer,
+    /// When the upstream last sent bytes.
+    last_progress: std::time::Instant,
     out: Vec<u8>,
     ended: bool,
     trailing: usize,
@@ -98,22 +106,27 @@ const MAX_TRAILING: usize = 64 * 1024;
 const COALESCE_LIMIT: usize = 16 * 1024;
 
 impl StreamBody {
-    /// Wraps the stream of `attempt`, whose first bytes are `head`.
+    /// Wraps the stream of `attempt`, whose first bytes are `head`; the
+    /// stream is cut at `deadline`, the call's deadline.
     pub(crate) fn new(
         gw: Arc<Gateway>,
         head: Vec<u8>,
         rest: Box<StreamRest>,
         handle: GwHandle,
         attempt: AttemptId,
+        deadline: std::time::Instant,
     ) -> StreamBody {
-        let deadline = smol::Timer::after(gw.cfg.timeouts.stream_total);
+        let now = std::time::Instant::now();
+        let idle = smol::Timer::at(now + gw.cfg.timeouts.stream_idle);
         StreamBody {
             gw,
             head: Some(Bytes::from(head)),
             rest,
             handle: Some(handle),
             attempt,
-            deadline,
+            deadline: smol::Timer::at(deadline),
+            idle,
+            last_progress: now,
             out: Vec::new(),
             ended: false,
             trailing: 0,
@@ -154,6 +167,9 @@ impl StreamBody {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
+                    if !data.is_empty() {
+                        self.last_progress = std::time::Instant::now();
+                    }
                     self.received += data.len();
                     if self.received > self.gw.cfg.limits.max_response_bytes {
                         return self.fail(
@@ -199,9 +215,35 @@ impl StreamBody {
                             "the stream exceeded the gateway's total time limit",
                         );
                     }
+                    if self.idle_expired(cx) {
+                        return self.fail(
+                            Failure::Timeout,
+                            "the model server sent nothing for longer than the gateway's \
+                             stream idle limit",
+                        );
+                    }
                     return Poll::Pending;
                 }
             }
+        }
+    }
+
+    /// True when the upstream has sent nothing for `stream_idle`. Otherwise
+    /// the idle timer is armed for the moment that would be true and
+    /// registered with `cx`.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let limit = self.gw.cfg.timeouts.stream_idle;
+        loop {
+            if Pin::new(&mut self.idle).poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last_progress + limit;
+            if std::time::Instant::now() >= due {
+                return true;
+            }
+            // Progress since the timer was armed: rearm it, and poll it
+            // once more so that it holds this task's waker.
+            self.idle.set_at(due);
         }
     }
 
@@ -228,6 +270,7 @@ impl StreamBody {
             match Pin::new(&mut self.rest.body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let n = frame.data_ref().map_or(0, Bytes::len);
+                    self.last_progress = std::time::Instant::now();
                     self.trailing += n;
                     if self.trailing > MAX_TRAILING {
                         // Not worth keeping: the connection is dropped with
@@ -241,7 +284,9 @@ impl StreamBody {
                     return Poll::Ready(None);
                 }
                 Poll::Pending => {
-                    if Pin::new(&mut self.deadline).poll(cx).is_ready() {
+                    if Pin::new(&mut self.deadline).poll(cx).is_ready() || self.idle_expired(cx) {
+                        // The answer is complete; only the connection's
+                        // reuse is lost.
                         self.ended = true;
                         return Poll::Ready(None);
                     }

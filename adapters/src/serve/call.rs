@@ -82,6 +82,7 @@ pub(crate) async fn drive(
     query: Query,
     trace: TraceId,
     payload_bytes: u32,
+    request_id: Arc<str>,
 ) -> Reply {
     let req = Request {
         trace,
@@ -108,7 +109,7 @@ pub(crate) async fn drive(
                 let name = model
                     .and_then(|m| gw.model_name(m))
                     .unwrap_or_else(|| requested.clone());
-                let fut = attempt::run(gw.clone(), node, name, inb.clone());
+                let fut = attempt::run(gw.clone(), node, name, inb.clone(), request_id.clone());
                 attempts.push((attempt, Box::pin(fut)));
             }
             Action::Cancel { attempt, .. } => attempts.retain(|(a, _)| *a != attempt),

@@ -31,15 +31,31 @@ pub type GwRouter = Router<MAX_NODES, MAX_CALLS, MAX_QUEUED>;
 /// The gateway's router, shared between request tasks.
 pub type GwShared = SharedRouter<MAX_NODES, MAX_CALLS, MAX_QUEUED>;
 
-/// How to reach one node: everything an attempt needs, resolved once.
+/// Resolves a host name and port to socket addresses. It may block: the
+/// gateway calls it on a blocking thread. Replaceable for tests with
+/// [`Gateway::set_resolver`].
+pub type Resolver = Arc<dyn Fn(&str, u16) -> std::io::Result<Vec<SocketAddr>> + Send + Sync>;
+
+/// The system resolver (`getaddrinfo`).
+pub fn system_resolver() -> Resolver {
+    Arc::new(|host, port| Ok((host, port).to_socket_addrs()?.collect()))
+}
+
+/// How to reach one node: everything an attempt needs.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     /// The node's name (labels, logs).
     pub name: String,
     /// Its wire protocol.
     pub kind: NodeKind,
-    /// The address connected to.
-    pub addr: SocketAddr,
+    /// The address connected to when the node's URL has an IP literal (or
+    /// `localhost`); `None` for a host name, which
+    /// [`Gateway::connect_addr`] resolves and checks at every attempt.
+    pub addr: Option<SocketAddr>,
+    /// The host name to resolve (when `addr` is `None`) and the port.
+    pub host: String,
+    /// The port of the node's URL.
+    pub port: u16,
     /// `Host` header value (`host:port`).
     pub authority: HeaderValue,
     /// Path prefix of the base URL, without a trailing slash ("" or "/x").
@@ -83,6 +99,7 @@ pub struct Gateway {
     epoch: std::time::Instant,
     next_trace: AtomicU64,
     waiters: Mutex<HashMap<u64, Sender<()>>>,
+    resolver: RwLock<Resolver>,
 }
 
 /// Why the gateway could not be built.
@@ -173,6 +190,7 @@ impl Gateway {
             epoch: std::time::Instant::now(),
             next_trace: AtomicU64::new(seed() | 1),
             waiters: Mutex::new(HashMap::new()),
+            resolver: RwLock::new(system_resolver()),
         })
     }
 
@@ -203,6 +221,55 @@ impl Gateway {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         table.get(usize::from(node.0)).cloned().flatten()
+    }
+
+    /// Replaces the resolver of node host names (tests use this to make a
+    /// name resolve to an address of their choosing).
+    pub fn set_resolver(&self, resolver: Resolver) {
+        *self
+            .resolver
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = resolver;
+    }
+
+    /// The address to connect to for `up`: its IP address, or for a host
+    /// name the first address it resolves to now. Every address the name
+    /// resolves to must pass the URL policy ([`UrlPolicy::check_ip`]), else
+    /// none is used: a name that resolves to a metadata or otherwise
+    /// forbidden address is refused, and DNS rebinding cannot slip one in
+    /// between a check and the connect because the connection goes to the
+    /// checked address itself (no second resolution).
+    ///
+    /// [`UrlPolicy::check_ip`]: crate::config::UrlPolicy::check_ip
+    ///
+    /// # Errors
+    ///
+    /// The name does not resolve, resolves to nothing, or resolves to an
+    /// address the policy refuses; the message says which.
+    pub async fn connect_addr(&self, up: &Upstream) -> Result<SocketAddr, String> {
+        if let Some(a) = up.addr {
+            return Ok(a);
+        }
+        let resolver = self
+            .resolver
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let (host, port) = (up.host.clone(), up.port);
+        let addrs = smol::unblock(move || resolver(&host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", up.host))?;
+        let first = addrs
+            .first()
+            .copied()
+            .ok_or_else(|| format!("{} resolves to no address", up.host))?;
+        for a in &addrs {
+            self.cfg
+                .url_policy
+                .check_ip(a.ip())
+                .map_err(|e| format!("{} resolves to a refused address: {e}", up.host))?;
+        }
+        Ok(first)
     }
 
     /// The name of a catalog model.
@@ -579,7 +646,8 @@ impl std::fmt::Display for ReloadSummary {
     }
 }
 
-/// Resolves a node's URL into an [`Upstream`].
+/// A node's URL as an [`Upstream`]. A host name is not resolved here but at
+/// every attempt ([`Gateway::connect_addr`]).
 fn upstream_of(node: &crate::config::NodeConfig) -> Result<Upstream, BuildError> {
     let url = &node.base_url;
     let fail = |reason: String| BuildError::Node {
@@ -591,14 +659,6 @@ fn upstream_of(node: &crate::config::NodeConfig) -> Result<Upstream, BuildError>
             "https node URLs are not supported by this build (use http on the LAN)".into(),
         ));
     }
-    let addr = match url.addr {
-        Some(a) => a,
-        None => (url.host.as_str(), url.port)
-            .to_socket_addrs()
-            .map_err(|e| fail(format!("cannot resolve {}: {e}", url.host)))?
-            .next()
-            .ok_or_else(|| fail(format!("{} resolves to no address", url.host)))?,
-    };
     let host = if url.host.contains(':') {
         format!("[{}]:{}", url.host.trim_matches(['[', ']']), url.port)
     } else {
@@ -618,7 +678,9 @@ fn upstream_of(node: &crate::config::NodeConfig) -> Result<Upstream, BuildError>
     Ok(Upstream {
         name: node.name.clone(),
         kind: node.kind,
-        addr,
+        addr: url.addr,
+        host: url.host.clone(),
+        port: url.port,
         authority,
         base_path: url.base_path.trim_end_matches('/').to_owned(),
         auth,

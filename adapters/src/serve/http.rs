@@ -17,7 +17,8 @@
 //!
 //! Every response carries `X-Request-ID` (the client's, when it sent a sane
 //! one, else a new one) and `X-Drover-Trace`, the trace id that
-//! `GET /trace/{id}` explains.
+//! `GET /trace/{id}` explains. Every upstream attempt of a call carries the
+//! same `X-Request-ID`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -62,7 +63,7 @@ pub async fn handle(
     let mut resp = match endpoint {
         Some(ep) => match client_auth(&gw, &req, conn.peer.ip()) {
             Err(e) => error(ep.front(), e),
-            Ok(()) => inference(&gw, ep, req, trace).await,
+            Ok(()) => inference(&gw, ep, req, trace, &request_id).await,
         },
         None => other(&gw, req, conn.peer.ip(), trace).await,
     };
@@ -266,6 +267,7 @@ async fn inference(
     ep: Endpoint,
     req: http::Request<Incoming>,
     trace: drover_core::trace::TraceId,
+    request_id: &str,
 ) -> Response<GwBody> {
     let front = ep.front();
     let body = match read_body(gw, req).await {
@@ -313,7 +315,17 @@ async fn inference(
         gw,
         answered: false,
     };
-    let reply = call::drive(gw, inb.clone(), query, trace, payload).await;
+    // The core's call deadline, on the wall clock: a stream is cut there.
+    let deadline = std::time::Instant::now() + gw.cfg.timeouts.stream_total;
+    let reply = call::drive(
+        gw,
+        inb.clone(),
+        query,
+        trace,
+        payload,
+        Arc::from(request_id),
+    )
+    .await;
     left_early.answered = true;
     match reply {
         Reply::Full(b) => json_response(StatusCode::OK, b),
@@ -324,7 +336,7 @@ async fn inference(
             attempt,
         } => {
             let content_type = rest.translator.content_type();
-            let body = StreamBody::new(gw.clone(), head, rest, handle, attempt);
+            let body = StreamBody::new(gw.clone(), head, rest, handle, attempt, deadline);
             let mut resp = Response::new(GwBody::Stream(Box::new(body)));
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

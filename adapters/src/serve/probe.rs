@@ -103,7 +103,10 @@ async fn exchange(
     let wait =
         std::time::Duration::from_nanos(probe.deadline.saturating_since(gw.now()).as_nanos());
     let work = async {
-        let resp = gw.client.send(up.addr, req).await.map_err(|e| {
+        // A host name is resolved and checked against the URL policy here
+        // too, exactly as for an attempt.
+        let addr = gw.connect_addr(up).await.map_err(|_| Failure::Connect)?;
+        let resp = gw.client.send(addr, req).await.map_err(|e| {
             if e.is_connect() {
                 Failure::Connect
             } else {

@@ -13,6 +13,15 @@
 //! `/api/embed`: a string or an array of strings); `prompt` (legacy
 //! `/api/embeddings`: required string); `options` (Ollama: an object or
 //! null); `session_id` and `user` (strings when present).
+//!
+//! A body that names where to send it is refused whatever the value: any
+//! top-level key that is, once lower-cased and stripped of `_` and `-`, one
+//! of [`UPSTREAM_KEYS`] (`api_base`, `base_url`, `baseUrl`, `api_url`,
+//! `api_host`, `upstream`, `upstream_url`, `endpoint`, `url`, `proxy`,
+//! `proxy_url`, `host`). Drover sends calls only to the nodes of its
+//! configuration and forwards unknown fields to them, so such a field
+//! could only be meant for a proxy behind a node (LiteLLM, for one, reads
+//! `api_base` from the body): a server-side request forgery.
 
 use serde_json::{Map, Value};
 
@@ -24,9 +33,38 @@ pub const PREFIX_BLOCK_BYTES: usize = 256;
 /// At most this many prefix blocks are hashed (the first 4 KiB of prompt).
 pub const PREFIX_MAX_BLOCKS: usize = 16;
 
+/// Top-level request keys that name an upstream, normalised (lower case,
+/// no `_` or `-`): a body holding one is refused (see the module docs).
+pub const UPSTREAM_KEYS: [&str; 11] = [
+    "apibase",
+    "baseurl",
+    "apiurl",
+    "apihost",
+    "upstream",
+    "upstreamurl",
+    "endpoint",
+    "url",
+    "proxy",
+    "proxyurl",
+    "host",
+];
+
+/// The first top-level key of `body` that names an upstream, if any.
+fn upstream_key(body: &Map<String, Value>) -> Option<&str> {
+    body.keys().map(String::as_str).find(|k| {
+        let norm: String = k
+            .chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        UPSTREAM_KEYS.contains(&norm.as_str())
+    })
+}
+
 /// Decodes a client body for `endpoint`. Malformed JSON is a [`WireError`]
 /// on field `body` whose reason gives serde_json's line and column; so is a
-/// body that is not a JSON object.
+/// body that is not a JSON object. A key naming an upstream is a
+/// [`WireError`] on that key.
 pub fn decode(endpoint: Endpoint, body: &[u8]) -> Result<Inbound, WireError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| WireError::new("body", format!("malformed JSON: {e}")))?;
@@ -36,6 +74,13 @@ pub fn decode(endpoint: Endpoint, body: &[u8]) -> Result<Inbound, WireError> {
             format!("expected a JSON object, got {}", kind(&value)),
         ));
     };
+    if let Some(key) = upstream_key(&body) {
+        return Err(WireError::new(
+            key,
+            "names an upstream; drover sends calls only to the nodes in its configuration, \
+             so remove this field",
+        ));
+    }
     let model = match body.get("model") {
         None | Some(Value::Null) => return Err(WireError::new("model", "missing")),
         Some(Value::String(s)) if s.is_empty() => {

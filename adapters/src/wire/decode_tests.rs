@@ -353,3 +353,56 @@ fn block_hash_is_stable() {
         super::decode::block_hash(b"abc\0")
     );
 }
+
+#[test]
+fn a_body_naming_an_upstream_is_refused_on_that_field() {
+    let keys = [
+        "api_base",
+        "base_url",
+        "baseUrl",
+        "BASE-URL",
+        "api_url",
+        "apiHost",
+        "upstream",
+        "upstream_url",
+        "endpoint",
+        "url",
+        "proxy",
+        "proxy_url",
+        "host",
+    ];
+    let endpoints = [
+        (
+            Endpoint::ChatCompletions,
+            r#""messages":[{"role":"user","content":"hi"}]"#,
+        ),
+        (Endpoint::OllamaChat, r#""messages":[]"#),
+        (Endpoint::OllamaGenerate, r#""prompt":"hi""#),
+        (Endpoint::Embeddings, r#""input":"hi""#),
+        (Endpoint::OllamaEmbed, r#""input":"hi""#),
+        (Endpoint::OllamaEmbeddings, r#""prompt":"hi""#),
+    ];
+    for (ep, rest) in endpoints {
+        for key in keys {
+            // Whatever the value: a string, null, an object.
+            for value in [r#""http://169.254.169.254:80""#, "null", r#"{"x":1}"#] {
+                let body = format!(r#"{{"model":"m",{rest},"{key}":{value}}}"#);
+                let (field, reason) = err(ep, &body);
+                assert_eq!(field, key, "{body}");
+                assert!(reason.contains("names an upstream"), "{body}: {reason}");
+            }
+        }
+        // Keys that merely contain such a word pass through.
+        for key in ["url_context", "my_endpoint_hint", "hosted"] {
+            let body = format!(r#"{{"model":"m",{rest},"{key}":"x"}}"#);
+            assert!(decode(ep, body.as_bytes()).is_ok(), "{body}");
+        }
+    }
+    // Nested keys are the upstream's business (e.g. image `url` parts).
+    let inb = ok(
+        Endpoint::ChatCompletions,
+        json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}),
+    );
+    assert_eq!(inb.model, "m");
+}

@@ -234,3 +234,99 @@ fn cidr_parsing() {
         assert!(e.contains(want), "{bad}: {e}");
     }
 }
+
+/// The bypass spellings of issue 6, item 11: each is refused by the
+/// default policy and by the widest policy there is (public addresses,
+/// host names, every address in `allowed_cidrs`, every port), both as a
+/// node URL and, where it is an address, as an address a host name
+/// resolves to at connect time ([`UrlPolicy::check_ip`]). No setting
+/// unlocks them: the opt-ins widen only the public and host-name rules,
+/// and the allowlists only narrow.
+#[test]
+fn bypass_spellings_are_refused_whatever_the_policy() {
+    let widest = UrlPolicy {
+        allow_public: true,
+        allow_hostnames: true,
+        allowed_ports: Vec::new(),
+        allowed_cidrs: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+    };
+    let urls = [
+        // The AWS/GCP/Azure/OpenStack metadata address and its spellings.
+        "http://169.254.169.254:80",
+        "http://2852039166:80",
+        "http://0xa9fea9fe:80",
+        "http://0xA9FEA9FE:80",
+        "http://025177524776:80",
+        "http://0251.0376.0251.0376:80",
+        "http://0xa9.0xfe.0xa9.0xfe:80",
+        "http://169.254.43518:80",
+        "http://169.16689662:80",
+        "http://[::ffff:169.254.169.254]:80",
+        "http://[::ffff:a9fe:a9fe]:80",
+        "http://[0:0:0:0:0:ffff:169.254.169.254]:80",
+        "http://[::169.254.169.254]:80",
+        // IPv6 link-local, the whole of fe80::/10.
+        "http://[fe80::1]:80",
+        "http://[fe80::a9fe:a9fe]:80",
+        "http://[febf:ffff::1]:80",
+        "http://[FE80::1]:80",
+        // Alibaba and Azure metadata, GCP by name, AWS over IPv6.
+        "http://100.100.100.200:80",
+        "http://[::ffff:100.100.100.200]:80",
+        "http://168.63.129.16:80",
+        "http://metadata.google.internal:80",
+        "http://metadata.google.internal.:80",
+        "http://Metadata.Google.Internal:80",
+        "http://metadata.goog:80",
+        "http://[fd00:ec2::254]:80",
+        // Unspecified: connects to the local host on most systems.
+        "http://0.0.0.0:80",
+        "http://0:80",
+        "http://[::]:80",
+        "http://[::ffff:0.0.0.0]:80",
+    ];
+    for url in urls {
+        for (name, p) in [("default", &policy()), ("widest", &widest)] {
+            if let Ok(u) = p.check_url(url) {
+                panic!("{url} was accepted by the {name} policy as {u}");
+            }
+        }
+    }
+    // As resolved addresses (a host name that resolves to one of them).
+    for ip in [
+        "169.254.169.254",
+        "::ffff:169.254.169.254",
+        "fe80::1",
+        "febf::1",
+        "100.100.100.200",
+        "168.63.129.16",
+        "fd00:ec2::254",
+        "0.0.0.0",
+        "::",
+    ] {
+        let ip: IpAddr = ip.parse().unwrap();
+        for p in [&policy(), &widest] {
+            assert!(
+                matches!(p.check_ip(ip), Err(UrlError::Forbidden { .. })),
+                "{ip}: {:?}",
+                p.check_ip(ip)
+            );
+        }
+    }
+    // Just outside fe80::/10 is not link-local (fec0::/10 is refused as
+    // site-local; the point is that the /10 boundary is where it should be).
+    assert_eq!(
+        classify("fec0::1".parse().unwrap()),
+        Err(UrlError::Forbidden {
+            addr: "fec0::1".parse().unwrap(),
+            why: "a deprecated site-local address"
+        })
+    );
+    // The widest policy does open what it is meant to open.
+    assert!(widest.check_url("http://8.8.8.8:80").is_ok());
+    assert!(widest.check_url("http://gpu-box.lan:80").is_ok());
+    assert_eq!(
+        widest.check_ip("8.8.8.8".parse().unwrap()),
+        Ok(AddrClass::Public)
+    );
+}
