@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use drover_core::Instant;
 use drover_core::admission::PoolLimits;
 use drover_core::call::{Action, AttemptId, Event, Handled, Outcome, Request, TraceEvent};
-use drover_core::config::RouterConfig;
+use drover_core::config::{RetryBudget, RouterConfig};
 use drover_core::node::{Mode, NodeId, NodeKind, NodeSpec};
 use drover_core::reason::{Failure, Reject};
 use drover_core::route::{Op, Query};
@@ -184,7 +184,7 @@ fn check(r: &R) {
         reserved <= queued,
         "a node slot is reserved for no queued call"
     );
-    let started = r.metrics().op(Op::Chat).calls;
+    let started: u64 = r.metrics().ops.iter().map(|o| o.calls).sum();
     assert_eq!(u64::from(r.active_calls()), started - finished);
 }
 
@@ -493,5 +493,136 @@ fn queued_call_granted_expired_or_cancelled_exactly_once() {
                 | Outcome::Rejected(Reject::QueueWaitExpired)
                 | Outcome::Cancelled { .. }
         ));
+    });
+}
+
+/// Two nodes under `cfg`, with room for every attempt.
+fn shared_with(cfg: RouterConfig) -> S {
+    let s = S::new(cfg, 5).unwrap();
+    for name in ["a", "b"] {
+        let spec = NodeSpec::new(name, NodeKind::Ollama).unwrap();
+        s.with_mut(|r| r.add_node(spec)).unwrap();
+    }
+    s
+}
+
+/// One retry in flight at most, one token: whatever the interleaving.
+fn retry_budget_of_one() -> RetryBudget {
+    RetryBudget {
+        ratio: 0.0,
+        min_concurrent: 1,
+        burst: 1,
+    }
+}
+
+/// A call whose first attempt fails; its failover (if the budget allows
+/// one) completes. The budget's bounds are checked after every step.
+fn failing_call(s: &S, id: u64) -> Outcome {
+    let bound = |r: &R| {
+        check(r);
+        assert!(r.retries_in_flight() <= 1, "retry concurrency exceeded");
+    };
+    let now = t(id);
+    let mut h = s.begin(req(id), now);
+    let (sent, done) = drive(&mut h, now);
+    assert!(done.is_none());
+    let a = sent.expect("two free nodes");
+    s.with(bound);
+    let _ = h.handle(Event::Failed(a, Failure::Connect), now);
+    s.with(bound);
+    let (retry, done) = drive(&mut h, now);
+    s.with(bound);
+    if let Some(done) = done {
+        return done;
+    }
+    let b = retry.expect("a failover or an outcome");
+    let _ = h.handle(Event::Completed(b), t(id + 10));
+    s.with(bound);
+    drive(&mut h, t(id + 10)).1.expect("finished")
+}
+
+/// Two gateways' calls fail at once and race for one retry token: exactly
+/// one fails over, the other ends with its failure, counted as denied;
+/// the in-flight count never passes the bound and returns to zero.
+#[test]
+fn retry_budget_counters_under_racing_failovers() {
+    model(|| {
+        let cfg = RouterConfig {
+            pools: PoolLimits::uniform(4),
+            retry_budget: retry_budget_of_one(),
+            ..RouterConfig::default()
+        };
+        let s = shared_with(cfg);
+        let s1 = s.clone();
+        let other = spawn(move || failing_call(&s1, 1));
+        let mine = failing_call(&s, 2);
+        let theirs = other.join().unwrap();
+        let ok = [mine, theirs]
+            .iter()
+            .filter(|o| matches!(o, Outcome::Succeeded { attempts: 2, .. }))
+            .count();
+        assert_eq!(ok, 1, "one token, one failover: {mine:?} {theirs:?}");
+        s.with(|r| {
+            assert_eq!(r.metrics().failovers, 1);
+            assert_eq!(r.metrics().retries_denied, 1);
+            assert_eq!(r.retries_in_flight(), 0);
+            assert_eq!(r.retry_tokens(), 0);
+        });
+        assert_idle(&s);
+    });
+}
+
+/// Hedges share the retry budget: two streams come due for a hedge while a
+/// third thread fails and retries a call. At most one budgeted attempt is in
+/// flight at any time, every hedge is either sent or counted as denied, and
+/// nothing stays counted.
+#[test]
+fn hedges_and_failovers_share_the_retry_budget() {
+    model(|| {
+        let mut cfg = RouterConfig {
+            pools: PoolLimits::uniform(4),
+            retry_budget: RetryBudget {
+                burst: 10,
+                ..retry_budget_of_one()
+            },
+            ..RouterConfig::default()
+        };
+        cfg.hedge.enabled = true;
+        cfg.hedge.min_delay = Duration::from_millis(5);
+        cfg.hedge.max_delay = Duration::from_millis(5);
+        let s = shared_with(cfg);
+        let stream = |s: S, id: u64| {
+            let mut h = s.begin(Request::new(TraceId(id), Query::new(Op::Stream)), t(0));
+            let (first, _) = drive(&mut h, t(0));
+            let first = first.expect("a free node");
+            // Past the hedge delay: a hedge if the budget has room.
+            let _ = drive(&mut h, t(10));
+            s.with(|r| {
+                check(r);
+                assert!(r.retries_in_flight() <= 1);
+            });
+            let _ = h.handle(Event::FirstByte(first), t(20));
+            let _ = h.handle(Event::Completed(first), t(30));
+            let _ = drive(&mut h, t(30));
+            assert!(h.is_finished());
+        };
+        let s1 = s.clone();
+        let hedger = spawn(move || stream(s1, 1));
+        let s2 = s.clone();
+        let failer = spawn(move || failing_call(&s2, 3));
+        stream(s.clone(), 2);
+        hedger.join().unwrap();
+        let _ = failer.join().unwrap();
+        s.with(|r| {
+            let m = r.metrics();
+            assert_eq!(
+                m.hedges + m.hedges_denied,
+                2,
+                "each stream hedged or denied"
+            );
+            assert!(m.hedges + m.failovers <= 3);
+            assert_eq!(r.retries_in_flight(), 0);
+        });
+        assert_idle(&s);
     });
 }
