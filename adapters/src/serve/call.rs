@@ -297,7 +297,11 @@ pub(crate) fn reject_error(r: Reject) -> CallError {
     let (status, retry_after) = match r {
         Reject::PayloadTooLarge { .. } => (413, None),
         Reject::NoEligibleNode(NoNode::ModelNotServed) => (404, None),
-        Reject::NoEligibleNode(_) => (503, Some(1)),
+        // Every node ejected: retry when the first breaker turns half-open.
+        Reject::NoEligibleNode(_) => (
+            503,
+            Some(r.retry_after().map_or(1, |d| d.as_millis().div_ceil(1000).max(1))),
+        ),
         Reject::AllNodesOverloaded { retry_after } => {
             (429, Some(retry_after.as_millis().div_ceil(1000).max(1)))
         }
