@@ -340,7 +340,7 @@ impl Gateway {
 }
 
 /// Resolves a node's URL into an [`Upstream`].
-fn upstream_of(node: &crate::config::NodeConfig) -> Result<Upstream, BuildError> {
+pub(crate) fn upstream_of(node: &crate::config::NodeConfig) -> Result<Upstream, BuildError> {
     let url = &node.base_url;
     let fail = |reason: String| BuildError::Node {
         name: node.name.clone(),
@@ -386,7 +386,7 @@ fn upstream_of(node: &crate::config::NodeConfig) -> Result<Upstream, BuildError>
 }
 
 /// A seed for the router's generator and the trace ids.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
