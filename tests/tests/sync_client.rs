@@ -236,7 +236,7 @@ fn ttft_timeout_fails_over_and_a_lone_slow_node_is_cut_at_the_deadline() {
         assert_eq!(s.node(), "fast");
         failovers += usize::from(s.attempts() > 1);
         assert_eq!(s.filter(Result::is_err).count(), 0);
-        assert!(t.elapsed() < ms(1_500), "took {:?}", t.elapsed());
+        assert!(t.elapsed() < ms(3_000), "took {:?}", t.elapsed());
     }
     assert_eq!(
         failovers, 1,
@@ -252,7 +252,7 @@ fn ttft_timeout_fails_over_and_a_lone_slow_node_is_cut_at_the_deadline() {
         .chat_stream(Front::Ollama, &chat_body("m", None))
         .expect_err("no first token in time");
     let took = t.elapsed();
-    assert!(took >= ms(290) && took < ms(1_200), "cut after {took:?}");
+    assert!(took >= ms(290) && took < ms(2_500), "cut after {took:?}");
     assert!(
         matches!(
             e,
@@ -277,7 +277,7 @@ fn a_hung_upstream_is_cut_by_the_attempt_timeout() {
         .chat(Front::OpenAi, &chat_body("m", None))
         .expect_err("cut");
     let took = t.elapsed();
-    assert!(took >= ms(290) && took < ms(1_200), "cut after {took:?}");
+    assert!(took >= ms(290) && took < ms(2_500), "cut after {took:?}");
     assert!(
         matches!(
             e,
@@ -384,4 +384,68 @@ fn bad_requests_name_the_field_and_unknown_models_are_refused() {
         "model `nope` is not served by any configured node"
     );
     assert_eq!(up.requests().total, 0);
+}
+
+#[test]
+fn a_queued_call_runs_when_a_stream_ends_and_the_client_is_shareable() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Client>();
+    send::<drover::sync::ChatStream>();
+
+    let up = fake_with(NodeKind::Ollama, M, paced(0, 20, 200));
+    let mut cfg = config(vec![node("up", &up, M)]);
+    cfg.router.pools = drover_core::admission::PoolLimits {
+        global: 1,
+        chat: 1,
+        stream: 1,
+        embed: 1,
+        background: 1,
+    };
+    cfg.timeouts.queue_wait = Duration::from_secs(3);
+    let c = Client::from_config(cfg).expect("builds");
+    let mut s = c
+        .chat_stream(Front::Ollama, &chat_body("m", None))
+        .expect("starts");
+    assert!(s.next().is_some_and(|i| i.is_ok()));
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        // An embedding: the fake answers it at once (a whole chat would
+        // take its 200 tokens' time).
+        let waiter = scope.spawn(|| c.embed(Front::Ollama, &json!({"model": "m", "input": "x"})));
+        support::wait_until(Duration::from_secs(2), "the second call to queue", || {
+            c.router().with(|r| r.queue_depth()) == 1
+        });
+        std::thread::sleep(ms(100));
+        drop(s);
+        let a = waiter
+            .join()
+            .expect("no panic")
+            .expect("granted after the stream ended");
+        assert_eq!(a.node, "up");
+    });
+    assert!(
+        t.elapsed() >= ms(100) && t.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(permits(&c), 0);
+
+    // With no room and no wait allowed, the call is rejected with a reason.
+    let mut cfg = config(vec![node("up", &up, M)]);
+    cfg.router.pools.global = 1;
+    cfg.router.pools.chat = 1;
+    cfg.router.pools.stream = 1;
+    cfg.router.pools.embed = 1;
+    cfg.router.pools.background = 1;
+    cfg.timeouts.queue_wait = Duration::ZERO;
+    let c = Client::from_config(cfg).expect("builds");
+    let _held = c
+        .chat_stream(Front::Ollama, &chat_body("m", None))
+        .expect("starts");
+    let e = c
+        .chat(Front::OpenAi, &chat_body("m", None))
+        .expect_err("no room");
+    assert!(matches!(e, Error::Rejected { .. }), "{e}");
+    assert!(e.to_string().starts_with("rejected ("), "{e}");
 }
