@@ -449,3 +449,36 @@ fn a_queued_call_runs_when_a_stream_ends_and_the_client_is_shareable() {
     assert!(matches!(e, Error::Rejected { .. }), "{e}");
     assert!(e.to_string().starts_with("rejected ("), "{e}");
 }
+
+#[test]
+fn sessions_stick_to_a_node_and_hedging_is_off() {
+    let a = fake(NodeKind::Ollama, M);
+    let b = fake(NodeKind::OpenAiCompat, M);
+    let mut cfg = round_robin(config(vec![node("a", &a, M), node("b", &b, M)]));
+    cfg.router.hedge.enabled = true;
+    // Pin sessions hard: the fakes' millisecond latencies are noisy enough
+    // to make one node look twice as slow as the other now and then.
+    cfg.router.affinity.session_promote_ratio = 1e6;
+    let c = Client::from_config(cfg).expect("builds");
+    assert!(
+        !c.router().with(|r| r.config().hedge.enabled),
+        "a blocking client never hedges"
+    );
+    for session in ["alice", "bob", "carol"] {
+        let mut body = chat_body("m", None);
+        body["session_id"] = json!(session);
+        let first = c.chat(Front::OpenAi, &body).expect("answered").node;
+        for _ in 0..4 {
+            assert_eq!(c.chat(Front::OpenAi, &body).expect("answered").node, first);
+        }
+    }
+    // Without a session, round-robin spreads the same calls.
+    let nodes: std::collections::BTreeSet<String> = (0..4)
+        .map(|_| {
+            c.chat(Front::OpenAi, &chat_body("m", None))
+                .expect("answered")
+                .node
+        })
+        .collect();
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+}
