@@ -1,10 +1,12 @@
 //! The blocking transport spawns no thread: the threads of this process
 //! (`/proc/self/task`) are counted before and after many calls cut by
-//! timeouts, streams dropped mid-way and failovers. One test alone in its
+//! timeouts, streams dropped mid-way and failovers, and sampled while
+//! they run. One test alone in its
 //! own test binary, so no other test's threads come and go meanwhile.
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use drover::fake::{Behaviour, Fail};
@@ -45,6 +47,35 @@ fn timed_out_and_cancelled_calls_leave_no_thread_behind() {
     let streams = Client::from_config(t).expect("builds");
 
     let before = threads();
+    // Samples the thread count while the calls run, so that even a thread
+    // that lives only as long as one call is seen. The sampler itself is
+    // one thread.
+    let stop = AtomicBool::new(false);
+    let most = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                most.fetch_max(threads(), Ordering::Relaxed);
+                std::thread::sleep(ms(1));
+            }
+        });
+        calls(&c, &streams);
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(
+        most.load(Ordering::Relaxed),
+        before + 1,
+        "most threads seen during the calls (the sampler is one)"
+    );
+    let after = threads();
+    assert_eq!(before, after, "threads before and after the calls");
+    assert_eq!(c.router().with(|r| r.permits_outstanding()), 0);
+    assert_eq!(streams.router().with(|r| r.permits_outstanding()), 0);
+}
+
+/// 30 calls cut by timeouts or refused, then 10 streams dropped after their
+/// first chunk.
+fn calls(c: &Client, streams: &Client) {
     let start = Instant::now();
     for i in 0..30 {
         let r = if i % 2 == 0 {
@@ -73,8 +104,4 @@ fn timed_out_and_cancelled_calls_leave_no_thread_behind() {
         "took {:?}",
         start.elapsed()
     );
-    let after = threads();
-    assert_eq!(before, after, "threads before and after the calls");
-    assert_eq!(c.router().with(|r| r.permits_outstanding()), 0);
-    assert_eq!(streams.router().with(|r| r.permits_outstanding()), 0);
 }
