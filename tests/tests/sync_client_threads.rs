@@ -62,12 +62,19 @@ fn timed_out_and_cancelled_calls_leave_no_thread_behind() {
         calls(&c, &streams);
         stop.store(true, Ordering::Relaxed);
     });
-    assert_eq!(
-        most.load(Ordering::Relaxed),
-        before + 1,
-        "most threads seen during the calls (the sampler is one)"
+    let most = most.load(Ordering::Relaxed);
+    assert!(
+        most <= before + 1,
+        "{most} threads seen during the calls, {before} before (the sampler is one more)"
     );
-    let after = threads();
+    // A joined thread (the sampler) can stay listed in /proc for a moment
+    // after its join returns: give it up to 2 s. A leaked thread stays.
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut after = threads();
+    while after != before && Instant::now() < end {
+        std::thread::sleep(ms(10));
+        after = threads();
+    }
     assert_eq!(before, after, "threads before and after the calls");
     assert_eq!(c.router().with(|r| r.permits_outstanding()), 0);
     assert_eq!(streams.router().with(|r| r.permits_outstanding()), 0);
