@@ -21,6 +21,9 @@
 //! - [`serve`] is the gateway: the call driver, upstream attempts, streamed
 //!   bodies, authentication, operator endpoints and the state file, on the
 //!   HTTP driver of `drover_transports::smol` (hyper 1 on smol).
+//! - [`sync`] is a synchronous client (no async runtime) that routes chat,
+//!   streamed chat and embedding calls with the same config and core as the
+//!   gateway, on `drover_transports::blocking` (ureq).
 //! - [`wire`] is the OpenAI and Ollama formats, pure: request decoding,
 //!   translation between the two, incremental SSE and NDJSON parsers, error
 //!   bodies.
@@ -47,4 +50,5 @@ pub mod fake;
 pub mod ops;
 pub mod replay;
 pub mod serve;
+pub mod sync;
 pub mod wire;

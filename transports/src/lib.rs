@@ -21,6 +21,10 @@
 //!   graceful shutdown, and an upstream [`Client`](smol::Client) with
 //!   per-address keep-alive pools, a connect timeout and a body size cap.
 //!   It knows no API formats; the `drover` crate's gateway builds on it.
+//! - `blocking`: [`blocking`], a synchronous driver on ureq 3 for programs
+//!   without an async runtime: one attempt at a time on the calling thread,
+//!   per-request timeouts, no threads of its own, streams as iterators. The
+//!   protocol comes from the caller (`drover::sync` supplies it).
 //!
 //! No feature is on by default, so a crate that needs only one driver pulls
 //! in no other driver's dependencies. Test a feature's driver with it on:
@@ -35,6 +39,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "blocking")]
+pub mod blocking;
 #[cfg(feature = "sim")]
 pub mod sim;
 #[cfg(feature = "smol")]

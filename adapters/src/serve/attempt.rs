@@ -188,7 +188,7 @@ async fn first_token(mut body: PooledBody, mut translator: StreamTranslator) -> 
 /// The human-readable message of an upstream error body (OpenAI's
 /// `{"error":{"message":..}}`, Ollama's `{"error":".."}`), or the body's
 /// first line as text.
-fn upstream_error_message(body: &[u8]) -> String {
+pub(crate) fn upstream_error_message(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         let e = &v["error"];
         if let Some(s) = e.as_str() {

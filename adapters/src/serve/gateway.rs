@@ -648,7 +648,7 @@ impl std::fmt::Display for ReloadSummary {
 
 /// A node's URL as an [`Upstream`]. A host name is not resolved here but at
 /// every attempt ([`Gateway::connect_addr`]).
-fn upstream_of(node: &crate::config::NodeConfig) -> Result<Upstream, BuildError> {
+pub(crate) fn upstream_of(node: &crate::config::NodeConfig) -> Result<Upstream, BuildError> {
     let url = &node.base_url;
     let fail = |reason: String| BuildError::Node {
         name: node.name.clone(),
@@ -688,7 +688,7 @@ fn upstream_of(node: &crate::config::NodeConfig) -> Result<Upstream, BuildError>
 }
 
 /// A seed for the router's generator and the trace ids.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
