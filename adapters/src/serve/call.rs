@@ -300,7 +300,10 @@ pub(crate) fn reject_error(r: Reject) -> CallError {
         // Every node ejected: retry when the first breaker turns half-open.
         Reject::NoEligibleNode(_) => (
             503,
-            Some(r.retry_after().map_or(1, |d| d.as_millis().div_ceil(1000).max(1))),
+            Some(
+                r.retry_after()
+                    .map_or(1, |d| d.as_millis().div_ceil(1000).max(1)),
+            ),
         ),
         Reject::AllNodesOverloaded { retry_after } => {
             (429, Some(retry_after.as_millis().div_ceil(1000).max(1)))

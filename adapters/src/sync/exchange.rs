@@ -36,9 +36,13 @@ impl Exchange for WireExchange<'_> {
 
     fn request(&self, node: NodeId, model: Option<ModelId>) -> Result<Outgoing, Failure> {
         let entry = self.client.entry(node).ok_or(Failure::Connect)?;
-        let name = model
-            .and_then(|m| self.client.model_names.get(usize::from(m.0)))
-            .map_or(self.inb.model.as_str(), String::as_str);
+        let name: Option<String> = model.and_then(|m| {
+            self.client
+                .driver
+                .router()
+                .with(|r| r.catalog().model_name(m).map(str::to_owned))
+        });
+        let name = name.as_deref().unwrap_or(self.inb.model.as_str());
         let out = wire::upstream_request(&self.inb, entry.kind, name);
         let addr = self
             .client

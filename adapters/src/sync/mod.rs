@@ -53,15 +53,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Active health and model probes are not run by this client yet; they
-//! plug into [`Client::router`] (`poll_probe` / `handle_probe`) with the
-//! driver's clock ([`Client::now`]).
+//! # Active probes
+//!
+//! The same health and model-inventory probes as the gateway (`[probes]`
+//! in the config; the core decides when each node is due). A synchronous
+//! client has no background work of its own, so it probes when asked:
+//! [`Client::run_due_probes`] from your own loop, or
+//! [`Client::start_probing`], one thread that sleeps until the core's next
+//! due time and stops when its [`Prober`] is dropped.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use drover_core::catalog::ModelId;
 use drover_core::node::{NodeId, NodeKind};
 use drover_core::route::{Query, prefix_key};
 use drover_core::shared::SharedRouter;
@@ -76,10 +79,12 @@ use crate::wire::{self, Endpoint, Front, Inbound, WireError};
 
 mod error;
 mod exchange;
+mod probe;
 
 pub use error::Error;
 pub use exchange::ChatStream;
 use exchange::WireExchange;
+pub use probe::Prober;
 
 /// Nodes one client can route to.
 pub const MAX_NODES: usize = 64;
@@ -122,9 +127,6 @@ pub struct Answer {
 pub struct Client {
     driver: Driver<MAX_NODES, MAX_CALLS, MAX_QUEUED>,
     nodes: Vec<Option<NodeEntry>>,
-    model_names: Vec<String>,
-    model_ids: HashMap<String, ModelId>,
-    any_model_node: bool,
     prefix_key_blocks: u8,
     next_trace: AtomicU64,
     url_policy: crate::config::UrlPolicy,
@@ -179,9 +181,7 @@ impl Client {
             .node_specs(router.catalog_mut())
             .map_err(Error::Config)?;
         let mut nodes: Vec<Option<NodeEntry>> = vec![None; MAX_NODES];
-        let mut any_model_node = false;
         for (spec, node) in specs.into_iter().zip(&cfg.nodes) {
-            any_model_node |= spec.models.is_any();
             let id = router.add_node(spec).map_err(|e| Error::Node {
                 node: node.name.clone(),
                 reason: e.to_string(),
@@ -211,18 +211,6 @@ impl Client {
                 *slot = Some(entry);
             }
         }
-        let catalog = router.catalog();
-        let model_names: Vec<String> = (0..catalog.model_count())
-            .map(|i| {
-                let id = ModelId(u16::try_from(i).unwrap_or(u16::MAX));
-                catalog.model_name(id).unwrap_or("").to_owned()
-            })
-            .collect();
-        let model_ids = model_names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), ModelId(u16::try_from(i).unwrap_or(u16::MAX))))
-            .collect();
         let driver_cfg = DriverConfig {
             connect_timeout: cfg.timeouts.connect,
             max_response_bytes: cfg.limits.max_response_bytes,
@@ -236,9 +224,6 @@ impl Client {
         Ok(Client {
             driver,
             nodes,
-            model_names,
-            model_ids,
-            any_model_node,
             prefix_key_blocks: cfg.router.affinity.prefix_key_blocks,
             next_trace: AtomicU64::new(seed() | 1),
             url_policy: cfg.url_policy.clone(),
@@ -313,7 +298,7 @@ impl Client {
     }
 
     /// The shared router: nodes, metrics, the trace, permits in use, and
-    /// node modes (`set_mode`). Active probes plug in here.
+    /// node modes (`set_mode`).
     pub fn router(&self) -> &SyncRouter {
         self.driver.router()
     }
@@ -413,9 +398,15 @@ impl Client {
         let trace = self.new_trace();
         inb.call_id = trace.0;
         let mut query = Query::new(inb.op());
-        match self.model_ids.get(&inb.model) {
-            Some(id) => query.model = Some(*id),
-            None if self.any_model_node => {}
+        let (known, any_model_node) = self.driver.router().with(|r| {
+            (
+                r.catalog().model(&inb.model),
+                r.nodes().iter().any(|(_, n)| n.spec.models.is_any()),
+            )
+        });
+        match known {
+            Some(id) => query.model = Some(id),
+            None if any_model_node => {}
             None => return Err(Error::UnknownModel(inb.model.clone())),
         }
         query.session = inb.session.as_deref().map(crate::serve::http::hash_str);

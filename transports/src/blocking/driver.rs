@@ -151,6 +151,16 @@ impl<const N: usize, const C: usize, const Q: usize> Driver<N, C, Q> {
         })
     }
 
+    /// The ureq agent (shared keep-alive pool).
+    pub(super) fn agent(&self) -> &ureq::Agent {
+        &self.inner.agent
+    }
+
+    /// Hands pending queue grants to their waiting calls.
+    pub(super) fn deliver_wakeups(&self) {
+        self.inner.deliver_wakeups();
+    }
+
     /// The router (metrics, nodes, trace, permits).
     pub fn router(&self) -> &SharedRouter<N, C, Q> {
         &self.inner.router

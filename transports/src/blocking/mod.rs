@@ -50,6 +50,14 @@
 //! either set, ureq resolves the host name on a helper thread; node URLs
 //! here are IP addresses resolved once, so resolution never blocks.
 //!
+//! # Active probes
+//!
+//! [`Driver::run_due_probes`] sends the health and inventory probes the core
+//! has due (see `drover_core::probe`), each a `GET` bounded by the probe
+//! timeout, with the paths and catalog parsing of a [`ProbeTarget`]. It runs
+//! on the caller's thread, when the caller asks: from its own loop, or from
+//! one thread paced by [`Driver::next_probe_at`].
+//!
 //! # Cancellation
 //!
 //! A [`ChunkStream`] dropped before its end closes the upstream connection
@@ -73,9 +81,11 @@ use drover_core::reason::{Failure, Reject};
 
 mod attempt;
 mod driver;
+mod probe;
 mod stream;
 
 pub use driver::Driver;
+pub use probe::ProbeTarget;
 pub use stream::ChunkStream;
 
 /// Settings of a [`Driver`] that the router's config does not hold.
