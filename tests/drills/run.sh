@@ -5,7 +5,9 @@
 #     RSS, queue depth and permits every second, probing rejection latency;
 #   - slowloris / slow bodies: slowhttptest -H and -B with 3000 connections
 #     for SLOW_SECS (default 30) each, measuring normal traffic p99 before and
-#     during and checking that no slow connection holds a router slot.
+#     during and checking that no slow connection holds a router slot;
+#   - SIGTERM: 50 streams in flight finish intact, new connections are refused,
+#     drover exits 0.
 # Everything runs on 127.0.0.1; each drill kills what it started.
 #
 #   tests/drills/run.sh              # all drills (about 3 minutes plus the build)

@@ -1,5 +1,6 @@
-//! Issue 6, items 6 and 8, the long drills: the real `drover` binary on
-//! loopback under wrk and slowhttptest. Ignored by default (each runs a
+//! Issue 6, items 6, 8 and 10, the drills: the real `drover` binary on
+//! loopback under wrk and slowhttptest, and stopped by SIGTERM with 50
+//! streams in flight. Ignored by default (each runs a
 //! minute or more and needs a built binary and the apt tools); run them
 //! with `tests/drills/run.sh` (which builds the binary), or by hand:
 //!
@@ -439,4 +440,83 @@ fn slow_bodies_hold_no_upstream_slot() {
     let f = slow_fake(ms(5));
     let gw = Drover::start("rudy", "", f.addr(), 64);
     slow_clients(&gw, &f, "-B", 3000, secs);
+}
+
+// ---------------------------------------------------------------- item 10
+
+#[test]
+#[ignore = "drill: needs the drover binary; see the file's doc"]
+fn sigterm_lets_50_streams_finish_and_refuses_new_connections() {
+    const STREAMS: usize = 50;
+    let mut spec = FakeSpec::new(NodeKind::OpenAiCompat, &[MODEL]);
+    spec.behaviour = Behaviour::paced(ms(0), ms(25), 40);
+    let f = FakeServer::start_on(spec, SocketAddr::from(([127, 0, 0, 1], 0)), 2)
+        .expect("a fake server starts");
+    let mut gw = Drover::start(
+        "drain",
+        "[pools]\nglobal = 64\nchat = 64\nstream = 64\nembed = 64\n[timeouts]\nshutdown_grace = \"10s\"\n",
+        f.addr(),
+        64,
+    );
+    let addr = gw.addr;
+    let started = Arc::new(std::sync::Barrier::new(STREAMS + 1));
+    let body = support::chat_body(MODEL, Some(true)).to_string();
+    let streams: Vec<_> = (0..STREAMS)
+        .map(|_| {
+            let (started, body) = (started.clone(), body.clone());
+            std::thread::spawn(move || {
+                let mut s = support::Streaming::open(
+                    addr,
+                    "POST",
+                    "/v1/chat/completions",
+                    &[],
+                    body.as_bytes(),
+                );
+                assert_eq!(s.status, 200);
+                let mut all = s.next_chunk().expect("a first chunk");
+                started.wait();
+                all.extend_from_slice(&s.rest());
+                all
+            })
+        })
+        .collect();
+    started.wait();
+    let t0 = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let mut refused = None;
+    while t0.elapsed() < Duration::from_secs(2) {
+        match TcpStream::connect_timeout(&addr, ms(200)) {
+            Err(_) => {
+                refused = Some(t0.elapsed());
+                break;
+            }
+            Ok(_) => std::thread::sleep(ms(10)),
+        }
+    }
+    let refused = refused.expect("new connections are refused after SIGTERM");
+    for s in streams {
+        let body = s.join().expect("a stream thread");
+        let events = support::sse_events(&body);
+        assert!(events.iter().all(|e| e.get("error").is_none()));
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e["choices"][0]["finish_reason"].is_string())
+                .count(),
+            1
+        );
+    }
+    let done = t0.elapsed();
+    let exit = gw.child.wait().expect("drover exits");
+    let exited = t0.elapsed();
+    assert!(exit.success(), "drover exits 0 after draining: {exit:?}");
+    assert_eq!(f.requests().cancelled, 0, "no stream was cut");
+    eprintln!(
+        "SIGTERM: new connections refused after {refused:?}; {STREAMS} streams intact by {done:?}; \
+         exited 0 at {exited:?}"
+    );
 }
