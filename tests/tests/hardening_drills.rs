@@ -303,6 +303,85 @@ fn shed_at_3x_capacity_with_wrk() {
     );
 }
 
+#[test]
+#[ignore = "drill: 30 s of wrk with 1200 connections against the drover binary; see the file's doc"]
+fn the_queue_stays_within_its_bound_under_a_flood() {
+    let secs = secs_from_env("SHED_SECS", 60) / 2;
+    // 16 permits, a 100 ms node, a 5 s queue wait: 1200 connections fill
+    // the queue (1024) and the rest are refused at once as queue_full.
+    let f = slow_fake(ms(100));
+    let gw = Drover::start(
+        "queue",
+        "[timeouts]\nqueue_wait = \"5s\"\n[pools]\nglobal = 16\nchat = 16\nstream = 16\nembed = 16\n",
+        f.addr(),
+        64,
+    );
+    let lua = gw.dir.join("post.lua");
+    std::fs::write(
+        &lua,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{CHAT}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             function delay() return 100 end\n"
+        ),
+    )
+    .unwrap();
+    let wrk = Command::new(tool("wrk"))
+        .args([
+            "-t2",
+            "-c1200",
+            &format!("-d{secs}s"),
+            "--timeout",
+            "10s",
+            "-s",
+        ])
+        .arg(&lua)
+        .arg(format!("http://{}/v1/chat/completions", gw.addr))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wrk starts");
+    let mut rss = Vec::new();
+    let mut depths = Vec::new();
+    let (mut capacity, mut most_permits) = (0f64, 0f64);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(1));
+        rss.push(rss_kib(gw.pid()).expect("drover runs"));
+        let m = get(gw.addr, "/metrics").text();
+        depths.push(metric(&m, "drover_queue_depth ").unwrap_or(0.0));
+        most_permits = most_permits.max(metric(&m, "drover_permits_outstanding ").unwrap_or(0.0));
+        capacity = metric(&m, "drover_queue_capacity ").unwrap_or(0.0);
+    }
+    let out = wrk.wait_with_output().expect("wrk ends");
+    let m = get(gw.addr, "/metrics").text();
+    let full = metric(&m, "drover_http_rejections_total{reason=\"queue_full\"} ").unwrap_or(0.0);
+    let expired = metric(
+        &m,
+        "drover_http_rejections_total{reason=\"queue_wait_expired\"} ",
+    )
+    .unwrap_or(0.0);
+    let ok = responses(&m, "200");
+    let most = depths.iter().copied().fold(0.0, f64::max);
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!(
+        "{secs}s, 1200 connections, 16 permits, queue_wait 5s: {ok} ok, {full} queue_full, \
+         {expired} queue_wait_expired; queue depth per second {depths:?} (capacity {capacity}); \
+         most permits {most_permits}; RSS KiB per second {rss:?}"
+    );
+    assert!(
+        capacity > 0.0 && most <= capacity,
+        "the queue stays within its bound"
+    );
+    assert!(full > 0.0, "beyond the bound calls are refused at once");
+    assert!(most_permits <= 16.0);
+    let third = rss.len() / 3;
+    let early = *rss[1..third.max(2)].iter().max().unwrap();
+    let late = *rss[rss.len() - third..].iter().max().unwrap();
+    assert!(
+        late <= early + early / 10 + 1024,
+        "RSS grew: {early} -> {late} KiB"
+    );
+}
+
 // ----------------------------------------------------------------- item 8
 
 /// Sequential normal calls for `d`: latencies and the count.
