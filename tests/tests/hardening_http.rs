@@ -92,19 +92,19 @@ fn a_content_length_beyond_u64_is_400() {
 }
 
 #[test]
-fn a_transfer_encoding_other_than_chunked_is_refused() {
+fn a_transfer_encoding_other_than_chunked_is_400() {
     // hyper alone answers 400 to `gzip`; the server refuses `gzip, chunked`
     // (which hyper would accept) as well.
     assert_refused(
         &post_raw(&["Transfer-Encoding: gzip"], CHAT.as_bytes()),
-        &[400, 501],
+        &[400],
     );
     assert_refused(
         &post_raw(
             &["Transfer-Encoding: gzip, chunked"],
             &chunked(CHAT.as_bytes()),
         ),
-        &[400, 501],
+        &[400],
     );
 }
 
@@ -138,13 +138,10 @@ fn a_non_hex_chunk_size_is_400() {
 }
 
 #[test]
-fn an_overflowing_chunk_size_is_refused() {
+fn an_overflowing_chunk_size_is_400() {
     let mut body = b"fffffffffffffffffffff\r\n".to_vec();
     body.extend_from_slice(CHAT.as_bytes());
-    assert_refused(
-        &post_raw(&["Transfer-Encoding: chunked"], &body),
-        &[400, 413],
-    );
+    assert_refused(&post_raw(&["Transfer-Encoding: chunked"], &body), &[400]);
 }
 
 #[test]
