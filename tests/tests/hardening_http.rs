@@ -416,3 +416,25 @@ fn a_head_dripped_a_byte_at_a_time_is_cut_at_the_header_timeout() {
     );
     assert_eq!(f.requests().total, 0);
 }
+
+// ------------------------------------------------- no false positives
+
+#[test]
+fn well_framed_requests_pipelined_on_one_connection_all_pass() {
+    // A JSON body with blank lines and header-like text in it (between
+    // tokens, so still valid JSON), a chunked body with an extension and a
+    // trailer, then a plain one, pipelined on one keep-alive connection:
+    // the framing check follows each body and refuses none.
+    let (f, gw) = gateway(4 << 20);
+    let odd = "{\"model\":\"m\",\n\n\"messages\":[{\"role\":\"user\",\"content\":\"Content-Length: 1\"}]\r\n\r\n}";
+    let mut bytes = post_raw(&[&format!("Content-Length: {}", odd.len())], odd.as_bytes());
+    let mut chunked_body = format!("{:x};ext=1\r\n", CHAT.len()).into_bytes();
+    chunked_body.extend_from_slice(CHAT.as_bytes());
+    chunked_body.extend_from_slice(b"\r\n0\r\nX-Trailer: t\r\n\r\n");
+    bytes.extend_from_slice(&post_raw(&["Transfer-Encoding: chunked"], &chunked_body));
+    bytes.extend_from_slice(&post_raw(&["Connection: close", &cl()], CHAT.as_bytes()));
+    let raw = exchange(gw.addr, &bytes);
+    let answers = raw.text.matches("HTTP/1.1 200 OK").count();
+    assert_eq!(answers, 3, "three answers: {}", raw.text);
+    assert_eq!(f.requests().total, 3);
+}

@@ -162,22 +162,18 @@ impl FramingGuard {
                 return skip;
             }
         }
+        // Usually a whole head arrives in one read: judge it in place.
+        if self.head.is_empty() {
+            if let Some(end) = head_end(bytes, 0) {
+                self.judged(judge(&bytes[..end]));
+                return end;
+            }
+        }
         let start = self.head.len();
         self.head.extend_from_slice(bytes);
-        // The head ends at the first "\n\r\n" or "\n\n"; look from a little
-        // before the new bytes, in case the marker was split.
-        let from = start.saturating_sub(2);
-        let end = self.head[from..]
-            .windows(2)
-            .position(|w| w == b"\n\n")
-            .map(|i| from + i + 2)
-            .or_else(|| {
-                self.head[from..]
-                    .windows(3)
-                    .position(|w| w == b"\n\r\n")
-                    .map(|i| from + i + 3)
-            });
-        let Some(end) = end else {
+        // Look from a little before the new bytes, in case the blank line
+        // was split between reads.
+        let Some(end) = head_end(&self.head, start.saturating_sub(2)) else {
             if self.head.len() > self.max_head {
                 self.head = Vec::new();
                 self.state = State::Lost;
@@ -186,6 +182,12 @@ impl FramingGuard {
         };
         let next = judge(&self.head[..end]);
         self.head = Vec::new();
+        self.judged(next);
+        end - start
+    }
+
+    /// Moves on after a head was judged.
+    fn judged(&mut self, next: Judged) {
         self.state = match next {
             Judged::Refuse => {
                 self.refuse = true;
@@ -200,8 +202,24 @@ impl FramingGuard {
             },
             Judged::Lost => State::Lost,
         };
-        end - start
     }
+}
+
+/// Where the head in `buf` ends (just past its blank line: the first
+/// `\n\n` or `\n\r\n`), searching from `from`.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            match (buf.get(i + 1), buf.get(i + 2)) {
+                (Some(b'\n'), _) => return Some(i + 2),
+                (Some(b'\r'), Some(b'\n')) => return Some(i + 3),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// What a head says about its body.
@@ -325,6 +343,25 @@ mod tests {
         bytes
             .extend_from_slice(b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n");
         assert!(refused(&bytes));
+    }
+
+    #[test]
+    fn the_head_ends_at_its_first_blank_line() {
+        // A body holding a bare "\n\n" and header-like text is not read as
+        // part of the head, whole or split at every byte.
+        let req = b"POST / HTTP/1.1\r\nContent-Length: 34\r\n\r\nx\n\nContent-Length: 1\r\nA: b\r\n\r\n\r\n\r\n";
+        assert_eq!(
+            req.len() - req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() - 4,
+            34
+        );
+        assert!(!refused(req));
+        let mut g = fed(&[req]);
+        assert_eq!(g.state, State::Head, "the body was skipped by its length");
+        g.feed(GET);
+        assert_eq!(g.state, State::Head);
+        assert_eq!(head_end(b"a\r\nb\r\n\r\nc\n\n", 0), Some(8));
+        assert_eq!(head_end(b"a\nb\n\nc", 0), Some(5));
+        assert_eq!(head_end(b"a\r\nb\r\n\r", 0), None);
     }
 
     #[test]
