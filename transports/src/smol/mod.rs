@@ -74,6 +74,7 @@
 //! ```
 
 mod client;
+mod framing;
 mod runtime;
 mod server;
 mod shutdown;

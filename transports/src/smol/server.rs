@@ -14,7 +14,14 @@
 //!   `408 Request Timeout` (`connection: close`) before closing. A connection
 //!   that sent nothing since its last response is an idle keep-alive
 //!   connection, and is closed silently.
-//! - After any of these answers the socket is closed in the "lingering" way
+//! - **Ambiguous body framing** (`Content-Length` with `Transfer-Encoding`,
+//!   a repeated `Content-Length`, an encoding other than a lone `chunked`):
+//!   hyper would accept these (RFC 9112 lets it), but each is how request
+//!   smuggling starts, so this module answers `400 Bad Request` and closes
+//!   before the handler is called (see `framing.rs`).
+//! - After any of these answers, and whenever a connection closes with
+//!   unread input waiting (a handler that refused a body without reading
+//!   it, such as a `413`), the socket is closed in the "lingering" way
 //!   (write side shut, unread input drained for a moment), so the client
 //!   reads the answer instead of a reset.
 //! - A handler that **panics** is answered `500 Internal Server Error`; the
@@ -53,6 +60,7 @@ use smol::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use smol::{Async, Timer};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
+use super::framing::FramingGuard;
 use super::{Fired, Runtime, Shutdown};
 
 /// Limits and timeouts of a [`Server`].
@@ -129,6 +137,8 @@ const MIN_BUF: usize = 8 * 1024;
 const REQUEST_TIMEOUT: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
 const PANIC_BODY: &[u8] = b"internal server error\n";
+const AMBIGUOUS_BODY: &[u8] = b"ambiguous request framing (Content-Length with Transfer-Encoding, \
+a repeated Content-Length, or a Transfer-Encoding other than chunked)\n";
 
 /// An HTTP/1 server bound to a TCP address. [`run`](Server::run) serves it.
 pub struct Server {
@@ -235,6 +245,7 @@ impl Server {
                             peer,
                             local,
                             Arc::clone(&builder),
+                            cfg.max_header_bytes,
                             handler.clone(),
                             drain.fired(),
                         );
@@ -338,6 +349,7 @@ async fn serve_conn<H, Fut, B>(
     peer: SocketAddr,
     listen: SocketAddr,
     builder: Arc<http1::Builder>,
+    max_head: usize,
     handler: H,
     mut drain: Fired,
 ) where
@@ -353,11 +365,19 @@ async fn serve_conn<H, Fut, B>(
     // connection; on error fall back to the listener's.
     let local = stream.get_ref().local_addr().unwrap_or(listen);
     let info = ConnInfo { peer, local };
+    let refused = Arc::new(AtomicBool::new(false));
     let io = FuturesIo::new(ServerIo {
         stream,
         unanswered: false,
+        guard: FramingGuard::new(max_head),
+        refused: Arc::clone(&refused),
     });
-    let service = hyper::service::service_fn(move |req| respond(&handler, req, info));
+    let service = {
+        let refused = Arc::clone(&refused);
+        hyper::service::service_fn(move |req| {
+            respond(&handler, req, info, refused.load(Ordering::Relaxed))
+        })
+    };
     let mut conn = builder.serve_connection(io, service);
     let mut draining = false;
     let result = future::poll_fn(|cx| {
@@ -368,7 +388,21 @@ async fn serve_conn<H, Fut, B>(
         Pin::new(&mut conn).poll(cx)
     })
     .await;
-    let Err(e) = result else { return };
+    let e = match result {
+        Ok(()) => {
+            // Closed by hyper after a response. If the client's input is
+            // still waiting (a body the handler refused unread, or a
+            // refused request), close the lingering way so the answer is
+            // read rather than destroyed by a reset.
+            let mut io = conn.into_parts().io.into_inner();
+            let pending = matches!(io.stream.get_ref().peek(&mut [0u8; 1]), Ok(n) if n > 0);
+            if pending || refused.load(Ordering::Relaxed) {
+                linger(&mut io.stream).await;
+            }
+            return;
+        }
+        Err(e) => e,
+    };
     let timed_out = e.is_timeout();
     if !timed_out && !e.is_parse() && !e.is_parse_too_large() {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -432,14 +466,36 @@ fn respond<H, Fut, B>(
     handler: &H,
     req: http::Request<Incoming>,
     info: ConnInfo,
+    ambiguous: bool,
 ) -> impl Future<Output = Result<http::Response<ResponseBody<B>>, Infallible>> + Send + use<H, Fut, B>
 where
     H: Fn(http::Request<Incoming>, ConnInfo) -> Fut,
     Fut: Future<Output = http::Response<B>> + Send + 'static,
     B: Send + 'static,
 {
-    let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler(req, info)));
+    let started = if ambiguous {
+        // Never reaches the handler; the connection closes after this.
+        tracing::debug!(peer = %info.peer, "ambiguous request framing; answered 400");
+        Ok(None)
+    } else {
+        std::panic::catch_unwind(AssertUnwindSafe(|| handler(req, info))).map(Some)
+    };
     async move {
+        let started = match started {
+            Ok(None) => {
+                let mut response = text_response(
+                    http::StatusCode::BAD_REQUEST,
+                    Bytes::from_static(AMBIGUOUS_BODY),
+                );
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                return Ok(response);
+            }
+            Ok(Some(fut)) => Ok(fut),
+            Err(panic) => Err(panic),
+        };
         let outcome = match started {
             Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
             Err(panic) => Err(panic),
@@ -448,17 +504,24 @@ where
             Ok(response) => response.map(Either::Left),
             Err(_) => {
                 tracing::error!(peer = %info.peer, "request handler panicked; answered 500");
-                let mut response =
-                    http::Response::new(Either::Right(Full::new(Bytes::from_static(PANIC_BODY))));
-                *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-                response
+                text_response(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    Bytes::from_static(PANIC_BODY),
+                )
             }
         })
     }
+}
+
+/// A plain-text answer written by the server itself.
+fn text_response<B>(status: http::StatusCode, body: Bytes) -> http::Response<ResponseBody<B>> {
+    let mut response = http::Response::new(Either::Right(Full::new(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 /// The socket as hyper sees it, noting whether request bytes arrived since
@@ -471,6 +534,11 @@ where
 struct ServerIo {
     stream: Async<TcpStream>,
     unanswered: bool,
+    /// Follows the request framing in the bytes read.
+    guard: FramingGuard,
+    /// Set once `guard` saw an ambiguous head: every request still to be
+    /// answered on this connection is refused.
+    refused: Arc<AtomicBool>,
 }
 
 impl AsyncRead for ServerIo {
@@ -483,6 +551,12 @@ impl AsyncRead for ServerIo {
         let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
             this.unanswered |= n > 0;
+            if !this.guard.refuse() {
+                this.guard.feed(&buf[..n]);
+                if this.guard.refuse() {
+                    this.refused.store(true, Ordering::Relaxed);
+                }
+            }
         }
         polled
     }
