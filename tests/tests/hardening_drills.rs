@@ -402,7 +402,7 @@ fn normal_traffic(addr: SocketAddr, d: Duration) -> Vec<Duration> {
 fn slow_clients(gw: &Drover, f: &FakeServer, mode: &str, conns: u32, secs: u64) {
     let url = format!("http://{}/v1/chat/completions", gw.addr);
     let mut base = normal_traffic(gw.addr, Duration::from_secs(5));
-    let base_calls = f.requests().total;
+    let base_calls = f.requests().calls;
     let mut slow = Command::new(tool("slowhttptest"))
         .args([
             mode,
@@ -461,7 +461,7 @@ fn slow_clients(gw: &Drover, f: &FakeServer, mode: &str, conns: u32, secs: u64) 
     if let Some(mut o) = slow.stdout.take() {
         let _ = o.read_to_string(&mut out);
     }
-    let calls = f.requests().total;
+    let calls = f.requests().calls;
     let (b99, d99) = (quantile(&mut base, 0.99), quantile(&mut during, 0.99));
     let (b50, d50) = (quantile(&mut base, 0.5), quantile(&mut during, 0.5));
     // slowhttptest's last status block, without its colour codes.

@@ -244,7 +244,7 @@ fn exactly_100_headers_pass() {
     let (f, gw) = gateway(4 << 20);
     let raw = exchange(gw.addr, &with_headers(100));
     assert_eq!(raw.status, Some(200), "{}", raw.text);
-    assert_eq!(f.requests().total, 1);
+    assert_eq!(f.requests().calls, 1);
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn a_head_of_15_kib_passes() {
     let (f, gw) = gateway(4 << 20);
     let raw = exchange(gw.addr, &head_of(15 * 1024));
     assert_eq!(raw.status, Some(200), "{}", raw.text);
-    assert_eq!(f.requests().total, 1);
+    assert_eq!(f.requests().calls, 1);
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn a_declared_1_gib_body_gets_413_before_any_of_it_is_sent() {
     let chunk = vec![b'x'; 64 * 1024];
     let refused = (0..256).any(|_| s.write_all(&chunk).is_err());
     assert!(refused, "the gateway stopped reading the 1 GiB body");
-    assert_eq!(f.requests().total, 0);
+    assert_eq!(f.requests().calls, 0);
 }
 
 #[test]
@@ -374,7 +374,7 @@ fn an_endless_chunked_body_gets_413_after_about_the_cap() {
         "the gateway closed the connection ({total} B written)"
     );
     assert!(total < 16 << 20, "it did not read on: {total}");
-    assert_eq!(f.requests().total, 0);
+    assert_eq!(f.requests().calls, 0);
 }
 
 // ---------------------------------------------------------- slow heads
@@ -414,7 +414,7 @@ fn a_head_dripped_a_byte_at_a_time_is_cut_at_the_header_timeout() {
         took >= ms(450) && took < ms(2000),
         "cut at about the timeout: {took:?}"
     );
-    assert_eq!(f.requests().total, 0);
+    assert_eq!(f.requests().calls, 0);
 }
 
 // ------------------------------------------------- no false positives
@@ -436,5 +436,5 @@ fn well_framed_requests_pipelined_on_one_connection_all_pass() {
     let raw = exchange(gw.addr, &bytes);
     let answers = raw.text.matches("HTTP/1.1 200 OK").count();
     assert_eq!(answers, 3, "three answers: {}", raw.text);
-    assert_eq!(f.requests().total, 3);
+    assert_eq!(f.requests().calls, 3);
 }

@@ -86,7 +86,7 @@ fn storm(fail: Fail, tune: fn(&mut drover::config::GatewayConfig)) -> (u64, u64,
     // seconds, so cooldowns and breakers expire and reopen meanwhile.
     let tally = load(gw.addr, 6, 50, ms(10));
     drop(gw);
-    let attempts: u64 = fakes.iter().map(|f| f.requests().total).sum();
+    let attempts: u64 = fakes.iter().map(|f| f.requests().calls).sum();
     (tally.total(), attempts, tally)
 }
 
@@ -221,7 +221,7 @@ fn deadline_case(b: Behaviour, what: &str) {
             "{what}: {code} {message}"
         );
     }
-    let attempts: u64 = fakes.iter().map(|f| f.requests().total).sum();
+    let attempts: u64 = fakes.iter().map(|f| f.requests().calls).sum();
     eprintln!("{what}: {attempts} upstream attempts for 3 calls");
     assert!(
         attempts >= 3 * 3,

@@ -45,7 +45,7 @@ fn client_caused_4xx_never_count_against_a_node() {
             "{code}: {message}"
         );
     }
-    let attempts: u64 = fakes.iter().map(|f| f.requests().total).sum();
+    let attempts: u64 = fakes.iter().map(|f| f.requests().calls).sum();
     assert_eq!(
         attempts, calls,
         "a client error is not retried on another node"
@@ -81,7 +81,7 @@ fn when_every_node_is_ejected_the_gateway_fails_fast_with_the_reason_and_retry_a
     for name in ["a", "b"] {
         assert_eq!(nodes(gw.addr)[name]["breaker"]["state"], "open", "{name}");
     }
-    let before: u64 = fakes.iter().map(|f| f.requests().total).sum();
+    let before: u64 = fakes.iter().map(|f| f.requests().calls).sum();
     for (i, (openai, stream)) in [(true, false), (true, true), (false, false), (false, true)]
         .into_iter()
         .enumerate()
@@ -107,6 +107,6 @@ fn when_every_node_is_ejected_the_gateway_fails_fast_with_the_reason_and_retry_a
             "the reason is specific: {message}"
         );
     }
-    let after: u64 = fakes.iter().map(|f| f.requests().total).sum();
+    let after: u64 = fakes.iter().map(|f| f.requests().calls).sum();
     assert_eq!(after, before, "no node was tried while all are ejected");
 }

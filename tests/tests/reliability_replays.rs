@@ -102,7 +102,7 @@ fn nothing_is_retried_once_a_byte_reached_the_client() {
         "some whole call started on brk: {calls:?}"
     );
     assert_eq!(
-        brk.requests().total,
+        brk.requests().calls,
         (broken_streams + failed_over_whole) as u64,
         "brk saw only the calls that started there"
     );

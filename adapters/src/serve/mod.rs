@@ -138,6 +138,8 @@ pub fn start(mut cfg: GatewayConfig, opts: &ServeOptions) -> Result<Running, Str
     } else {
         opts.state.clone().or_else(|| gw.cfg.state_path.clone())
     };
+    // The nodes file as it was read (see reload::reload_task).
+    let stamp = gw.cfg.nodes_path.as_deref().and_then(reload::stamp);
     let gw = Arc::new(gw);
     if let Some(p) = &gw.state_path {
         let st = state::load(p)?;
@@ -162,7 +164,7 @@ pub fn start(mut cfg: GatewayConfig, opts: &ServeOptions) -> Result<Running, Str
         let shutdown = shutdown.clone();
         std::thread::Builder::new()
             .name("drover-serve".into())
-            .spawn(move || serve_until_shutdown(rt, server, gw, shutdown))
+            .spawn(move || serve_until_shutdown(rt, server, gw, shutdown, stamp))
             .map_err(|e| format!("cannot start the gateway thread: {e}"))?
     };
     Ok(Running {
@@ -179,9 +181,10 @@ fn serve_until_shutdown(
     server: Server,
     gw: Arc<Gateway>,
     shutdown: Shutdown,
+    stamp: Option<reload::Stamp>,
 ) -> Result<(), String> {
     let timer = rt.spawn(timer_task(gw.clone(), shutdown.clone()));
-    let reloader = rt.spawn(reload::reload_task(gw.clone(), shutdown.clone()));
+    let reloader = rt.spawn(reload::reload_task(gw.clone(), shutdown.clone(), stamp));
     let handler = {
         let gw = gw.clone();
         move |req, conn| http::handle(gw.clone(), req, conn)

@@ -64,11 +64,13 @@ pub fn reload_now(gw: &Gateway) -> Result<ReloadSummary, String> {
 }
 
 /// Watches the nodes file until shutdown (returns at once without one).
-pub(crate) async fn reload_task(gw: Arc<Gateway>, shutdown: Shutdown) {
+/// `seen` is the file's stamp when the nodes were read at start, taken
+/// before the gateway answered anything, so a change made right after the
+/// start is never mistaken for the version already loaded.
+pub(crate) async fn reload_task(gw: Arc<Gateway>, shutdown: Shutdown, mut seen: Option<Stamp>) {
     let Some(path) = gw.cfg.nodes_path.clone() else {
         return;
     };
-    let mut seen = stamp(&path);
     while !shutdown.is_triggered() {
         smol::Timer::after(RELOAD_EVERY).await;
         gw.retire_idle_nodes();

@@ -112,7 +112,7 @@ pub fn assert_refused(request: &[u8], statuses: &[u16]) -> Raw {
     );
     let seen = f.requests();
     assert_eq!(
-        (seen.total, seen.in_flight),
+        (seen.calls, seen.in_flight),
         (0, 0),
         "nothing reaches the node: {seen:?}"
     );
@@ -132,7 +132,7 @@ pub fn assert_refused(request: &[u8], statuses: &[u16]) -> Raw {
         "a good request still works: {}",
         ok.text
     );
-    assert_eq!(f.requests().total, 1);
+    assert_eq!(f.requests().calls, 1);
     raw
 }
 
