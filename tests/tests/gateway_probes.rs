@@ -15,22 +15,8 @@ use support::*;
 
 const MODEL: &str = "m";
 
-/// Fast probes: health every 150 ms, inventory every 250 ms, 100 ms
-/// timeout, no jitter; a breaker that opens after 2 failures for 400 ms.
 fn probing(nodes: Vec<drover::config::NodeConfig>) -> GatewayConfig {
-    let mut cfg = round_robin(config(nodes));
-    let p = &mut cfg.router.probe;
-    assert!(p.enabled, "the gateway probes by default");
-    p.health_interval = drover_core::Duration::from_millis(150);
-    p.inventory_interval = drover_core::Duration::from_millis(250);
-    p.timeout = drover_core::Duration::from_millis(100);
-    p.jitter = 0.0;
-    let b = &mut cfg.router.breaker;
-    b.failure_threshold = 2;
-    b.base_cooldown = drover_core::Duration::from_millis(400);
-    b.max_cooldown = drover_core::Duration::from_millis(800);
-    b.jitter = 0.0;
-    cfg
+    probing_config(nodes, 250, 400)
 }
 
 fn breaker(gw: SocketAddr, node: &str) -> String {

@@ -6,26 +6,15 @@ mod support;
 
 use std::sync::Arc;
 
+use drover::config::GatewayConfig;
 use drover::fake::{FakeServer, FakeSpec};
 use drover::sync::Client;
 use drover::wire::Front;
 use drover_core::node::NodeKind;
-use support::{chat_body, config, dead_port, ms, node, node_at, round_robin, wait_until};
+use support::{chat_body, dead_port, ms, node, node_at, probing_config, wait_until};
 
-fn probing(nodes: Vec<drover::config::NodeConfig>) -> drover::config::GatewayConfig {
-    let mut cfg = round_robin(config(nodes));
-    let p = &mut cfg.router.probe;
-    assert!(p.enabled, "probes are on by default");
-    p.health_interval = drover_core::Duration::from_millis(150);
-    p.inventory_interval = drover_core::Duration::from_millis(200);
-    p.timeout = drover_core::Duration::from_millis(100);
-    p.jitter = 0.0;
-    let b = &mut cfg.router.breaker;
-    b.failure_threshold = 2;
-    b.base_cooldown = drover_core::Duration::from_millis(300);
-    b.max_cooldown = drover_core::Duration::from_millis(600);
-    b.jitter = 0.0;
-    cfg
+fn probing(nodes: Vec<drover::config::NodeConfig>) -> GatewayConfig {
+    probing_config(nodes, 200, 300)
 }
 
 fn breaker_open(c: &Client, name: &str) -> bool {

@@ -152,13 +152,7 @@ impl Gateway {
                 *slot = Some(up);
             }
         }
-        let catalog = router.catalog();
-        let model_names: Vec<Arc<str>> = (0..catalog.model_count())
-            .map(|i| {
-                let id = ModelId(u16::try_from(i).unwrap_or(u16::MAX));
-                Arc::from(catalog.model_name(id).unwrap_or(""))
-            })
-            .collect();
+        let model_names = catalog_names(router.catalog());
         let model_ids = model_names
             .iter()
             .enumerate()
@@ -351,13 +345,7 @@ impl Gateway {
                 // pinModels: the configured list stays.
                 return Ok(None);
             }
-            let catalog = r.catalog();
-            let names: Vec<Arc<str>> = (0..catalog.model_count())
-                .map(|i| {
-                    let id = ModelId(u16::try_from(i).unwrap_or(u16::MAX));
-                    Arc::from(catalog.model_name(id).unwrap_or(""))
-                })
-                .collect();
+            let names = catalog_names(r.catalog());
             let any = r.nodes().iter().any(|(_, n)| n.spec.models.is_any());
             Ok::<_, String>(Some((names, any)))
         })?;
@@ -476,13 +464,7 @@ impl Gateway {
                     }
                 }
             }
-            let catalog = r.catalog();
-            let names: Vec<Arc<str>> = (0..catalog.model_count())
-                .map(|i| {
-                    let id = ModelId(u16::try_from(i).unwrap_or(u16::MAX));
-                    Arc::from(catalog.model_name(id).unwrap_or(""))
-                })
-                .collect();
+            let names = catalog_names(r.catalog());
             let any = r.nodes().iter().any(|(_, n)| {
                 n.spec.models.is_any() && n.mode != drover_core::node::Mode::Disabled
             });
@@ -621,6 +603,16 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Every model name of the catalog, indexed by `ModelId`.
+fn catalog_names(catalog: &drover_core::catalog::Catalog) -> Vec<Arc<str>> {
+    (0..catalog.model_count())
+        .map(|i| {
+            let id = ModelId(u16::try_from(i).unwrap_or(u16::MAX));
+            Arc::from(catalog.model_name(id).unwrap_or(""))
+        })
+        .collect()
 }
 
 /// What a reload of the nodes file changed.

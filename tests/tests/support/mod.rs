@@ -508,3 +508,26 @@ pub fn failures_on(events: &[Value], node: &str) -> Vec<String> {
         .map(|e| e["failure"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// `config(nodes)` with round-robin and fast probes (health every 150 ms,
+/// inventory every `inventory_ms`, 100 ms timeout, no jitter) and a breaker
+/// that opens after 2 failures for `cooldown_ms` (at most twice that).
+pub fn probing_config(
+    nodes: Vec<NodeConfig>,
+    inventory_ms: u64,
+    cooldown_ms: u64,
+) -> GatewayConfig {
+    let mut cfg = round_robin(config(nodes));
+    let p = &mut cfg.router.probe;
+    assert!(p.enabled, "probes are on by default");
+    p.health_interval = drover_core::Duration::from_millis(150);
+    p.inventory_interval = drover_core::Duration::from_millis(inventory_ms);
+    p.timeout = drover_core::Duration::from_millis(100);
+    p.jitter = 0.0;
+    let b = &mut cfg.router.breaker;
+    b.failure_threshold = 2;
+    b.base_cooldown = drover_core::Duration::from_millis(cooldown_ms);
+    b.max_cooldown = drover_core::Duration::from_millis(cooldown_ms * 2);
+    b.jitter = 0.0;
+    cfg
+}
