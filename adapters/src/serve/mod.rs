@@ -274,13 +274,27 @@ fn wait_for_signal(shutdown: Shutdown) {
 
 /// Logs to stderr, filtered by `DROVER_LOG` (default `info`).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let info = Targets::new().with_default(LevelFilter::INFO);
+    // `DROVER_LOG`: a level (`debug`), or `target=level` pairs separated by
+    // commas (`info,drover=trace,hyper=warn`). A value that does not parse
+    // is said on stderr, and the default (info) is used.
+    let filter = match std::env::var("DROVER_LOG") {
+        Ok(v) if !v.trim().is_empty() => v.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!(
+                "drover: DROVER_LOG=`{v}` is not a log filter ({e}); \
+                 use a level (error, warn, info, debug, trace) or target=level pairs; logging at info"
+            );
+            info.clone()
+        }),
+        _ => info,
+    };
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 fn print_banner(r: &Running, opts: &ServeOptions) {
