@@ -513,6 +513,51 @@ mod tests {
         }
     }
 
+    /// adapters/openapi.yaml names every path drover serves with exactly
+    /// the methods it answers (`{name}`/`{id}` stand for any one segment).
+    #[test]
+    fn the_openapi_document_lists_every_path_and_method() {
+        let spec = include_str!("../../openapi.yaml");
+        let mut documented: Vec<(String, Vec<String>)> = Vec::new();
+        for line in spec.lines() {
+            if let Some(p) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) {
+                documented.push((format!("/{p}"), Vec::new()));
+            } else if let Some(m) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')) {
+                if ["get", "head", "post"].contains(&m) {
+                    let (_, methods) = documented.last_mut().expect("a method under a path");
+                    methods.push(m.to_ascii_uppercase());
+                }
+            }
+        }
+        let mut seen: Vec<String> = documented.iter().map(|(p, _)| p.clone()).collect();
+        seen.sort();
+        let want = [
+            "/",
+            "/api/chat",
+            "/api/embed",
+            "/api/embeddings",
+            "/api/generate",
+            "/api/tags",
+            "/api/version",
+            "/metrics",
+            "/nodes",
+            "/nodes/heartbeat",
+            "/nodes/{name}/mode",
+            "/route/preview",
+            "/status",
+            "/trace/{id}",
+            "/v1/chat/completions",
+            "/v1/embeddings",
+            "/v1/models",
+        ];
+        assert_eq!(seen, want);
+        for (path, methods) in documented {
+            let concrete = path.replace("{name}", "a").replace("{id}", "00ab");
+            let allow = allowed_methods(&concrete).unwrap_or_else(|| panic!("{path} unknown"));
+            assert_eq!(methods.join(", "), allow, "{path}");
+        }
+    }
+
     #[test]
     fn bearer_tokens_parse_and_compare() {
         let mut h = HeaderMap::new();
