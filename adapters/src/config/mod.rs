@@ -628,6 +628,26 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
+/// Checks the text of a nodes file (the JSON that `nodes_path` names) as if
+/// read from `origin`, without opening any file: the nodes in file order, or
+/// every problem (sorted by line). `policy` decides which node URLs are
+/// allowed and `get` is the environment the nodes' `apiKeyEnv` read.
+pub fn parse_nodes(
+    text: &str,
+    origin: &Path,
+    policy: &UrlPolicy,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<NodeConfig>, Problems> {
+    let (source, mut problems, _warnings) = nodes::check_text(origin, text, policy, get);
+    problems.extend(nodes::cross_check(&source));
+    if problems.is_empty() {
+        Ok(source.nodes)
+    } else {
+        problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        Err(Problems(problems))
+    }
+}
+
 /// `drover check FILE`: loads the config as `drover serve --config FILE`
 /// would (secrets and `DROVER_*` overrides from the process environment)
 /// and returns a summary, or every problem.

@@ -357,7 +357,8 @@ fn json_message(e: &serde_json::Error) -> String {
 
 /// Refuses a nodes file that someone other than its owner could have
 /// changed: a symbolic link (its target may move), or a file that its group
-/// or everyone may write. The nodes file decides where prompts and API keys
+/// or everyone may write; and anything but a regular file, whose reading
+/// could block. The nodes file decides where prompts and API keys
 /// go, so it must be as trusted as the config itself.
 pub(crate) fn trusted_file(path: &Path) -> Result<(), String> {
     let meta = match std::fs::symlink_metadata(path) {
@@ -367,6 +368,12 @@ pub(crate) fn trusted_file(path: &Path) -> Result<(), String> {
     if meta.file_type().is_symlink() {
         return Err(
             "the nodes file is a symbolic link; point nodes_path at the file itself".to_owned(),
+        );
+    }
+    if !meta.file_type().is_file() {
+        // Reading a FIFO or a device (`/dev/kmsg`) may block for ever.
+        return Err(
+            "the nodes file is not a regular file (a folder, a FIFO or a device)".to_owned(),
         );
     }
     #[cfg(unix)]
@@ -399,15 +406,24 @@ pub(super) fn load_file(
             Vec::new(),
         );
     }
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    match std::fs::read_to_string(path) {
+        Ok(text) => check_text(path, &text, policy, get),
         Err(e) => {
             let p = Problem::file(path, format!("cannot read the nodes file: {e}"));
-            return (NodeSource::default(), vec![p], Vec::new());
+            (NodeSource::default(), vec![p], Vec::new())
         }
-    };
+    }
+}
+
+/// Checks the text of a nodes file read from `path` (see [`load_file`]).
+pub(super) fn check_text(
+    path: &Path,
+    text: &str,
+    policy: &UrlPolicy,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> (NodeSource, Vec<Problem>, Vec<Problem>) {
     let mut cx = Ctx::new(path, Index::json("", &FieldPath::default()));
-    if let Err(e) = serde_json::from_str::<IgnoredAny>(&text) {
+    if let Err(e) = serde_json::from_str::<IgnoredAny>(text) {
         let p = Problem {
             file: path.to_owned(),
             line: Some(e.line()),
@@ -420,7 +436,7 @@ pub(super) fn load_file(
     let root = match text.trim_start().as_bytes().first() {
         Some(b'[') => list.clone(),
         Some(b'{') => {
-            if let Err(e) = serde_json::from_str::<NodesObject>(&text) {
+            if let Err(e) = serde_json::from_str::<NodesObject>(text) {
                 let p = Problem {
                     file: path.to_owned(),
                     line: Some(e.line()),
@@ -432,14 +448,18 @@ pub(super) fn load_file(
             FieldPath::default()
         }
         _ => {
-            let p = Problem::file(
-                path,
-                "must be a JSON list of nodes, or an object with a `nodes` list",
-            );
+            // The line where the (valid JSON, but wrong) value starts.
+            let lead = text.len() - text.trim_start().len();
+            let p = Problem {
+                file: path.to_owned(),
+                line: Some(text[..lead].matches('\n').count() + 1),
+                field: String::new(),
+                reason: "must be a JSON list of nodes, or an object with a `nodes` list".to_owned(),
+            };
             return (NodeSource::default(), vec![p], Vec::new());
         }
     };
-    cx.index = Index::json(&text, &root);
+    cx.index = Index::json(text, &root);
     if cx
         .index
         .span_of(&list)

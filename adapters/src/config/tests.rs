@@ -725,3 +725,36 @@ fn the_example_config_passes_check() {
     let mut catalog = Catalog::new();
     assert_eq!(c.node_specs(&mut catalog).unwrap().len(), 3);
 }
+
+/// Found by the `config` fuzz target: TOML nested past the parser's
+/// recursion limit is refused as invalid TOML about the whole file (the
+/// parser gives no position), without a stack overflow. A nodes file nested
+/// that deep is refused too (its field index stops at 64 levels, so the
+/// problem says no node was found rather than why).
+#[test]
+fn deeply_nested_files_are_refused_without_overflowing_the_stack() {
+    let toml = format!("x = {}1{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let ps = GatewayConfig::parse(&toml, Path::new("deep.toml"), &no_env)
+        .unwrap_err()
+        .0;
+    assert!(
+        ps.iter().all(|p| p.reason.starts_with("invalid TOML")),
+        "{}",
+        Problems(ps.clone())
+    );
+    let json = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let ps = parse_nodes(
+        &json,
+        Path::new("deep.json"),
+        &UrlPolicy::default(),
+        &no_env,
+    )
+    .unwrap_err()
+    .0;
+    assert!(!ps.is_empty());
+    assert!(
+        ps.iter().all(|p| p.file == Path::new("deep.json")),
+        "{}",
+        Problems(ps)
+    );
+}

@@ -363,7 +363,10 @@ fn nodes_file_forms_and_problems() {
     }
     let cases: &[(&str, Option<usize>, &str, &str)] = &[
         ("[\n{\"name\": \"a\",\n}\n]", Some(3), "", "invalid JSON: "),
-        ("\"nodes\"", None, "", "must be a JSON list of nodes"),
+        ("\"nodes\"", Some(1), "", "must be a JSON list of nodes"),
+        // Found by the `config` fuzz target's seeds: a problem always has a
+        // field or a line; here the line where the value starts.
+        ("\n\n  5", Some(3), "", "must be a JSON list of nodes"),
         (
             "{\"nodes\": [], \"extra\": 1}",
             Some(1),
@@ -620,4 +623,40 @@ fn a_nodes_file_that_others_could_change_is_refused() {
             Problems(ps.clone())
         );
     }
+}
+
+/// A nodes file that is a FIFO with no writer would block `drover check`
+/// and `drover serve` for ever in `read_to_string`: it is refused at once.
+#[cfg(unix)]
+#[test]
+fn a_nodes_file_that_is_not_a_regular_file_is_refused_without_blocking() {
+    let dir = Dir::new("fifo");
+    let fifo = dir.0.join("nodes.json");
+    let made = std::process::Command::new("mkfifo")
+        .args(["-m", "600"])
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo failed");
+    let conf = dir.write("d.toml", "nodes_path = \"nodes.json\"\n");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(GatewayConfig::load_with(&conf, &no_env));
+    });
+    let loaded = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading a config whose nodes file is a FIFO does not block");
+    let ps = loaded.unwrap_err().0;
+    assert!(
+        ps.iter().any(|p| p.reason.contains("not a regular file")),
+        "{}",
+        Problems(ps.clone())
+    );
+    let folder = dir.write("dir.toml", "nodes_path = \".\"\n");
+    let ps = GatewayConfig::load_with(&folder, &no_env).unwrap_err().0;
+    assert!(
+        ps.iter().any(|p| p.reason.contains("not a regular file")),
+        "{}",
+        Problems(ps.clone())
+    );
 }

@@ -417,53 +417,54 @@ async fn other(
             }
             operator::handle(gw, req, trace).await
         }
-        (m, p) if is_known_path(p) => {
-            let mut r = error(
-                Front::OpenAi,
-                HttpError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("{m} is not allowed on {p}"),
-                ),
-            );
-            let allow = if p.starts_with("/v1/models")
-                || p == "/api/tags"
-                || p == "/api/version"
-                || p == "/status"
-            {
-                "GET"
-            } else {
-                "POST"
-            };
-            r.headers_mut()
-                .insert(http::header::ALLOW, HeaderValue::from_static(allow));
-            r
-        }
-        (_, p) => error(
+        (m, p) => not_allowed_or_found(&m, p),
+    }
+}
+
+/// The methods a known path answers, for `Allow`; `None` for an unknown
+/// path.
+pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
+    match path {
+        "/" | "/api/version" => Some("GET, HEAD"),
+        "/v1/models" | "/api/tags" | "/status" | "/metrics" | "/nodes" => Some("GET"),
+        "/v1/chat/completions"
+        | "/v1/embeddings"
+        | "/api/chat"
+        | "/api/generate"
+        | "/api/embed"
+        | "/api/embeddings"
+        | "/nodes/heartbeat"
+        | "/route/preview" => Some("POST"),
+        p if p.starts_with("/trace/") => Some("GET"),
+        p if operator::mode_node(p).is_some() => Some("POST"),
+        _ => None,
+    }
+}
+
+/// `405` with `Allow` for a known path asked with another method, else
+/// `404`; both in the OpenAI error shape.
+pub(crate) fn not_allowed_or_found(method: &Method, path: &str) -> Response<GwBody> {
+    let Some(allow) = allowed_methods(path) else {
+        return error(
             Front::OpenAi,
             HttpError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                format!("no such endpoint: {p}"),
+                format!("no such endpoint: {path}"),
             ),
+        );
+    };
+    let mut r = error(
+        Front::OpenAi,
+        HttpError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path} (allowed: {allow})"),
         ),
-    }
-}
-
-fn is_known_path(p: &str) -> bool {
-    matches!(
-        p,
-        "/v1/chat/completions"
-            | "/v1/embeddings"
-            | "/v1/models"
-            | "/api/chat"
-            | "/api/generate"
-            | "/api/embed"
-            | "/api/embeddings"
-            | "/api/tags"
-            | "/api/version"
-            | "/status"
-    )
+    );
+    r.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    r
 }
 
 #[cfg(test)]
@@ -480,6 +481,93 @@ mod tests {
         assert_eq!(request_id(&h, 1), "drover-0000000000000001");
         h.insert(REQUEST_ID, HeaderValue::from_str(&"x".repeat(129)).unwrap());
         assert_eq!(request_id(&h, 1), "drover-0000000000000001");
+    }
+
+    #[test]
+    fn every_known_path_has_its_methods_and_others_are_unknown() {
+        let cases = [
+            ("/", "GET, HEAD"),
+            ("/api/version", "GET, HEAD"),
+            ("/v1/models", "GET"),
+            ("/api/tags", "GET"),
+            ("/status", "GET"),
+            ("/metrics", "GET"),
+            ("/nodes", "GET"),
+            ("/trace/00000000000000ab", "GET"),
+            ("/v1/chat/completions", "POST"),
+            ("/v1/embeddings", "POST"),
+            ("/api/chat", "POST"),
+            ("/api/generate", "POST"),
+            ("/api/embed", "POST"),
+            ("/api/embeddings", "POST"),
+            ("/nodes/heartbeat", "POST"),
+            ("/route/preview", "POST"),
+            ("/nodes/a/mode", "POST"),
+        ];
+        for (p, allow) in cases {
+            assert_eq!(allowed_methods(p), Some(allow), "{p}");
+            let r = not_allowed_or_found(&Method::DELETE, p);
+            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{p}");
+            assert_eq!(r.headers()[http::header::ALLOW], allow, "{p}");
+        }
+        for p in [
+            "/nope",
+            "/nodes/mode",
+            "/nodes/a",
+            "/v1",
+            "/api/chat/",
+            "/statusx",
+        ] {
+            assert_eq!(allowed_methods(p), None, "{p}");
+            let r = not_allowed_or_found(&Method::GET, p);
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{p}");
+            assert!(r.headers().get(http::header::ALLOW).is_none(), "{p}");
+        }
+    }
+
+    /// adapters/openapi.yaml names every path drover serves with exactly
+    /// the methods it answers (`{name}`/`{id}` stand for any one segment).
+    #[test]
+    fn the_openapi_document_lists_every_path_and_method() {
+        let spec = include_str!("../../openapi.yaml");
+        let mut documented: Vec<(String, Vec<String>)> = Vec::new();
+        for line in spec.lines() {
+            if let Some(p) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) {
+                documented.push((format!("/{p}"), Vec::new()));
+            } else if let Some(m) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')) {
+                if ["get", "head", "post"].contains(&m) {
+                    let (_, methods) = documented.last_mut().expect("a method under a path");
+                    methods.push(m.to_ascii_uppercase());
+                }
+            }
+        }
+        let mut seen: Vec<String> = documented.iter().map(|(p, _)| p.clone()).collect();
+        seen.sort();
+        let want = [
+            "/",
+            "/api/chat",
+            "/api/embed",
+            "/api/embeddings",
+            "/api/generate",
+            "/api/tags",
+            "/api/version",
+            "/metrics",
+            "/nodes",
+            "/nodes/heartbeat",
+            "/nodes/{name}/mode",
+            "/route/preview",
+            "/status",
+            "/trace/{id}",
+            "/v1/chat/completions",
+            "/v1/embeddings",
+            "/v1/models",
+        ];
+        assert_eq!(seen, want);
+        for (path, methods) in documented {
+            let concrete = path.replace("{name}", "a").replace("{id}", "00ab");
+            let allow = allowed_methods(&concrete).unwrap_or_else(|| panic!("{path} unknown"));
+            assert_eq!(methods.join(", "), allow, "{path}");
+        }
     }
 
     #[test]

@@ -90,9 +90,8 @@ pub async fn handle(
                 .with(|r| ops::nodes_json_with_reasons(r, now, &reason, &mut out));
             Ok(json_response(StatusCode::OK, out))
         }
-        (&Method::POST, p) if p.starts_with("/nodes/") && p.ends_with("/mode") => {
-            let name = &p["/nodes/".len()..p.len() - "/mode".len()];
-            let name = name.to_owned();
+        (&Method::POST, p) if mode_node(p).is_some() => {
+            let name = mode_node(p).unwrap_or_default().to_owned();
             set_mode(gw, &name, req).await
         }
         (&Method::POST, "/route/preview") => preview(gw, req).await,
@@ -121,13 +120,33 @@ pub async fn handle(
                 }
             }
         }
-        (m, p) => Err(HttpError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{m} is not allowed on {p}"),
-        )),
+        (m, p) => return super::http::not_allowed_or_found(m, p),
     };
     result.unwrap_or_else(|e| error(Front::OpenAi, e))
+}
+
+/// The node name of a `/nodes/{name}/mode` path: not empty, without `/`.
+pub fn mode_node(path: &str) -> Option<&str> {
+    path.strip_prefix("/nodes/")?
+        .strip_suffix("/mode")
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+}
+
+/// An operator request body: a JSON object (or nothing, when
+/// `empty_ok`), else a 400. A JSON array used to pass as an empty query
+/// (found by schemathesis: `POST /route/preview` with `[null, null]`).
+fn object_body(body: &[u8], empty_ok: bool) -> Result<serde_json::Map<String, Value>, HttpError> {
+    if empty_ok && body.is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(v) => Err(bad(
+            "body",
+            format!("must be a JSON object, got {}", crate::wire::json_kind(&v)),
+        )),
+        Err(e) => Err(bad("body", format!("not valid JSON: {e}"))),
+    }
 }
 
 /// A 400 naming the field at fault.
@@ -145,8 +164,7 @@ async fn set_mode(
     req: http::Request<Incoming>,
 ) -> Result<Response<GwBody>, HttpError> {
     let body = read_body(gw, req).await?;
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| bad("body", format!("not valid JSON: {e}")))?;
+    let v = object_body(&body, false)?;
     let mode = match v.get("mode") {
         None => return Err(bad("mode", "missing (enabled, drain or disabled)".into())),
         Some(Value::String(s)) => match s.as_str() {
@@ -222,11 +240,7 @@ async fn preview(
     req: http::Request<Incoming>,
 ) -> Result<Response<GwBody>, HttpError> {
     let body = read_body(gw, req).await?;
-    let v: Value = if body.is_empty() {
-        Value::Object(serde_json::Map::new())
-    } else {
-        serde_json::from_slice(&body).map_err(|e| bad("body", format!("not valid JSON: {e}")))?
-    };
+    let v = object_body(&body, true)?;
     let op = match v.get("op") {
         None | Some(Value::Null) => Op::Chat,
         Some(Value::String(s)) => match s.as_str() {
@@ -282,6 +296,41 @@ mod tests {
         }
         for p in ["/status", "/v1/models", "/metricsx", "/nodesx"] {
             assert!(!is_operator_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn operator_bodies_are_json_objects() {
+        assert!(object_body(b"", true).is_ok_and(|o| o.is_empty()));
+        assert!(object_body(br#"{"op":"chat"}"#, false).is_ok_and(|o| o.len() == 1));
+        for (body, empty_ok) in [
+            (&b"[null, null]"[..], true),
+            (b"5", true),
+            (b"\"mode\"", false),
+            (b"", false),
+            (b"{", true),
+        ] {
+            let e = object_body(body, empty_ok).expect_err("refused");
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message.starts_with("field `body`"), "{}", e.message);
+        }
+    }
+
+    /// `POST /nodes/mode` used to slice `&p[7..6]` and panic (a 500 from
+    /// the panic guard); found while checking the API against its OpenAPI
+    /// document.
+    #[test]
+    fn mode_paths_name_one_node_or_none() {
+        assert_eq!(mode_node("/nodes/a/mode"), Some("a"));
+        assert_eq!(mode_node("/nodes/sim-fast/mode"), Some("sim-fast"));
+        for p in [
+            "/nodes/mode",
+            "/nodes//mode",
+            "/nodes/a/b/mode",
+            "/nodes/a",
+            "/mode",
+        ] {
+            assert_eq!(mode_node(p), None, "{p}");
         }
     }
 }

@@ -52,6 +52,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use decode::{PREFIX_BLOCK_BYTES, PREFIX_MAX_BLOCKS, decode};
+pub(crate) use json::kind as json_kind;
 pub use ndjson::NdjsonParser;
 pub use request::upstream_request;
 pub use response::translate_response;

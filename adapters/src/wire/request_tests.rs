@@ -287,3 +287,39 @@ fn node_model_is_escaped() {
     let v: Value = serde_json::from_slice(&out.body).expect("JSON");
     assert_eq!(v["model"], "we\"ird\\name");
 }
+
+/// Found by the `decode` fuzz target: without serde_json's `float_roundtrip`
+/// feature, a number in a field drover passes through could reach the
+/// model server changed in its last digit (serde_json's fast float parser
+/// is not correctly rounded: `3.333333333333533e75` became
+/// `3.3333333333335328e75`, the next double).
+#[test]
+fn numbers_in_passed_through_fields_reach_the_upstream_exactly() {
+    let literals = [
+        "3333333333333533333333333333333333333333333333333333333333333333333333333330",
+        "3.333333333333533e75",
+        "3.3333333333335328e75",
+        "0.1",
+        "0.7",
+        "1e-7",
+        "2.2250738585072014e-308",
+        "1.7976931348623157e308",
+    ];
+    for lit in literals {
+        let body = format!(r#"{{"model":"m","prompt":"p","x":{lit}}}"#);
+        let inb = decode(Endpoint::OllamaGenerate, body.as_bytes()).expect("valid");
+        for kind in [Ollama, OpenAiCompat] {
+            let out = upstream_request(&inb, kind, "m");
+            let text = String::from_utf8(out.body).expect("JSON is UTF-8");
+            let at = text.find("\"x\":").expect("x is passed through") + 4;
+            let sent: String = text[at..]
+                .chars()
+                .take_while(|c| !matches!(c, ',' | '}'))
+                .collect();
+            // Rust's own parser is correctly rounded.
+            let want: f64 = lit.parse().expect("a number");
+            let got: f64 = sent.parse().expect("a number");
+            assert_eq!(got, want, "{lit} went to a {kind:?} node as {sent}");
+        }
+    }
+}

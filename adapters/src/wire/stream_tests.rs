@@ -541,3 +541,29 @@ fn error_events_are_well_formed_terminals() {
         "upstream_error"
     );
 }
+
+/// Found by the `sse` fuzz target: an upstream event with a key drover
+/// does not read, holding a number beyond `f64` (`17e4566896`), is valid
+/// JSON and goes to the client as it came, like any passed-through event:
+/// drover checks the syntax of what it does not read, not ranges
+/// (`serde_json::Value` would refuse it, a browser would read `Infinity`).
+/// A field drover reads (`created`) must fit its type.
+#[test]
+fn a_number_beyond_f64_in_an_unread_key_is_passed_through_unchanged() {
+    let inb = inbound(Endpoint::ChatCompletions, json!({}));
+    let event = |key: &str| {
+        format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"{key}\":17e4566896,\
+             \"model\":\"client-m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"Hel\"}},\
+             \"finish_reason\":null}}]}}\n\ndata: [DONE]\n\n"
+        )
+    };
+    let input = event("x_created");
+    let (out, r) = all_splits(&inb, OpenAiCompat, input.as_bytes());
+    assert_eq!(r, Ok(()));
+    assert_eq!(String::from_utf8_lossy(&out), input);
+    let data = input.lines().next().expect("a line")["data: ".len()..].to_owned();
+    assert!(serde_json::from_str::<Value>(&data).is_err());
+    let (_, r) = drive(&inb, OpenAiCompat, &[event("created").as_bytes()]);
+    assert!(r.is_err(), "a `created` beyond u64 is not a valid reply");
+}
