@@ -39,6 +39,8 @@ fn at_3x_capacity_excess_calls_are_shed_fast_with_retry_after() {
     let mut n = node("a", &f, &[MODEL]);
     n.max_concurrency = 64;
     let mut cfg = config(vec![n]);
+    // Counts of the node's requests in flight are about calls: no probes.
+    cfg.router.probe.enabled = false;
     cfg.router.pools = PoolLimits::uniform(PERMITS);
     cfg.timeouts.queue_wait = ms(0);
     let gw = start(cfg);
@@ -168,6 +170,8 @@ fn on_shutdown_50_streams_finish_intact_new_connections_are_refused_and_idle_one
     let mut n = node("a", &f, &[MODEL]);
     n.max_concurrency = 64;
     let mut cfg = config(vec![n]);
+    // Counts of the node's requests in flight are about calls: no probes.
+    cfg.router.probe.enabled = false;
     cfg.router.pools = PoolLimits::uniform(64);
     cfg.limits.header_timeout = Duration::from_secs(10);
     cfg.timeouts.shutdown_grace = Duration::from_secs(10);
