@@ -148,7 +148,7 @@ fn run() -> Result<(), String> {
                     } else if !buf[..n].starts_with(b"HTTP/1.1 200") {
                         return Err(format!(
                             "unexpected answer: {}",
-                            String::from_utf8_lossy(&buf[..n.min(200)])
+                            String::from_utf8_lossy(&buf[..n.min(600)])
                         ));
                     }
                 }

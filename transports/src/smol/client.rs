@@ -8,6 +8,20 @@
 //! first, only if their driver says they are ready and they have been idle
 //! no longer than [`ClientConfig::idle_timeout`].
 //!
+//! # No connection task
+//!
+//! A connection's hyper driver (its [`http1::Connection`]) is not spawned
+//! as a task of its own: it travels with the connection and is polled by
+//! whoever uses it. [`Client::send`]'s future polls it while the request is
+//! written and the head awaited; the [`PooledBody`] polls it before each
+//! read of the body. So the socket is read and the frames are taken in the
+//! same poll of the same task: an upstream stream whose events arrived
+//! together is forwarded in one write, and no frame waits for another task
+//! to be scheduled. An idle pooled connection is polled by nobody; when it
+//! is checked out it is polled once, which notices an upstream that closed
+//! it meanwhile (its FIN is read), and such a connection is dropped without
+//! the request ever being written to it.
+//!
 //! The client sends the request as given: the URI should be in origin form
 //! (`/v1/chat/completions`) and the caller sets the `Host` header (and any
 //! auth header). It never resolves names; callers pass the pinned address.
@@ -17,7 +31,7 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -25,16 +39,106 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
+use std::future::Future as _;
+
 use smol::future::FutureExt as _;
 use smol::{Async, Timer};
-use smol_hyper::rt::FuturesIo;
 
 use super::Runtime;
+use super::io::TcpIo;
 
 /// The request type [`Client::send`] takes.
 pub type UpstreamRequest = http::Request<Full<Bytes>>;
 
 type Sender = SendRequest<Full<Bytes>>;
+
+/// A connection's hyper state machine, polled by its user (see the module
+/// docs).
+type Driver = http1::Connection<TcpIo, Full<Bytes>>;
+
+/// One upstream connection: the handle requests are sent through and the
+/// driver that does its I/O.
+struct Conn {
+    sender: Sender,
+    driver: Driver,
+    /// The driver has finished (the connection is closed); it must not be
+    /// polled again.
+    closed: bool,
+}
+
+impl Conn {
+    /// Polls the driver once, unless it has finished. Returns whether the
+    /// connection is still open.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.closed {
+            if let Poll::Ready(result) = Pin::new(&mut self.driver).poll(cx) {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "upstream connection ended with an error");
+                }
+                self.closed = true;
+            }
+        }
+        !self.closed
+    }
+
+    /// Whether a request can be written on this connection now. Polls the
+    /// driver (with `cx`) so that an idle connection notices a close by the
+    /// upstream and a finished exchange moves the connection back to idle.
+    fn poll_reusable(&mut self, cx: &mut Context<'_>) -> bool {
+        // Two rounds: the first lets a connection whose last response has
+        // just been read return to idle, the second hands out its slot.
+        for _ in 0..2 {
+            if !self.drive(cx) || self.sender.is_closed() {
+                return false;
+            }
+            match self.sender.poll_ready(cx) {
+                Poll::Ready(Ok(())) => return true,
+                Poll::Ready(Err(_)) => return false,
+                Poll::Pending => {}
+            }
+        }
+        false
+    }
+
+    /// Writes `req` and waits for the response head, driving the
+    /// connection meanwhile. The connection comes back with the head unless
+    /// it closed on the way; `Err((Some(req), _))` hands back a request that
+    /// was never written (the connection was not ready or closed first).
+    async fn exchange(
+        mut self,
+        req: UpstreamRequest,
+    ) -> Result<(Option<Conn>, http::Response<Incoming>), (Option<UpstreamRequest>, hyper::Error)>
+    {
+        let mut response = std::pin::pin!(self.sender.try_send_request(req));
+        let polled = std::future::poll_fn(|cx| {
+            let open = self.drive(cx);
+            match response.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                // The driver is gone with the request still unanswered:
+                // its answer can only be an error, delivered once the
+                // driver is dropped (below).
+                Poll::Pending if !open => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        let result = match polled {
+            Some(r) => r,
+            None => {
+                drop(self);
+                return match response.await {
+                    // Not expected; the body then fails as it is read.
+                    Ok(head) => Ok((None, head)),
+                    Err(mut e) => Err((e.take_message(), e.into_error())),
+                };
+            }
+        };
+        match result {
+            Ok(head) => Ok((Some(self), head)),
+            Err(mut e) => Err((e.take_message(), e.into_error())),
+        }
+    }
+}
 
 /// Timeouts and pool size of a [`Client`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,9 +211,11 @@ impl std::error::Error for SendError {
 /// An HTTP/1 client with a keep-alive pool per upstream address. Cloning is
 /// cheap and clones share the pools.
 ///
-/// Connection drivers run on the [`Runtime`] given to [`Client::new`]; once
-/// that runtime is dropped, [`send`](Client::send) fails with
-/// [`SendError::Connect`] (`NotConnected`).
+/// Connections are driven by the futures and bodies that use them (see the
+/// module docs), so the client needs no task of its own and works from any
+/// executor, including `smol::block_on`. The [`Runtime`] given to
+/// [`Client::new`] only decides the pools: each of its workers reuses the
+/// connections it opened, so no connection's I/O wakes another thread.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -117,19 +223,14 @@ pub struct Client {
 
 struct Inner {
     cfg: ClientConfig,
-    /// The runtime's workers, by index; connection drivers run on the
-    /// worker that opened them.
-    executors: Vec<Weak<smol::Executor<'static>>>,
     runtime: usize,
-    /// Idle connections by (worker, address): a request reuses only a
-    /// connection driven on its own worker, so neither wakes the other
-    /// across threads. Threads that are not workers share slot
-    /// `usize::MAX` (their connections are driven on worker 0).
+    /// Idle connections by (worker, address). Threads that are not workers
+    /// share slot `usize::MAX`.
     pools: Mutex<HashMap<(usize, SocketAddr), Vec<Idle>>>,
 }
 
 struct Idle {
-    sender: Sender,
+    conn: Conn,
     since: Instant,
 }
 
@@ -142,12 +243,11 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client whose connections are driven on `rt`.
+    /// A client whose pools follow the workers of `rt`.
     pub fn new(cfg: ClientConfig, rt: &Runtime) -> Client {
         Client {
             inner: Arc::new(Inner {
                 cfg,
-                executors: rt.executors().iter().map(Arc::downgrade).collect(),
                 runtime: rt.id(),
                 pools: Mutex::new(HashMap::new()),
             }),
@@ -175,23 +275,17 @@ impl Client {
     ) -> Result<http::Response<PooledBody>, SendError> {
         let mut req = req;
         let key = (self.inner.slot(), addr);
-        while let Some(mut sender) = self.inner.checkout(key) {
-            if !sender.is_ready() && sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(response) => return Ok(self.inner.wrap(key, sender, response)),
-                Err(mut e) => match e.take_message() {
-                    // Not written: try the next connection.
-                    Some(unsent) => req = unsent,
-                    None => return Err(SendError::Http(e.into_error())),
-                },
+        while let Some(conn) = self.inner.checkout(key).await {
+            match conn.exchange(req).await {
+                Ok((conn, response)) => return Ok(self.inner.wrap(key, conn, response)),
+                Err((Some(unsent), _)) => req = unsent, // not written: next one
+                Err((None, e)) => return Err(SendError::Http(e)),
             }
         }
-        let mut sender = self.inner.connect(key).await?;
-        match sender.send_request(req).await {
-            Ok(response) => Ok(self.inner.wrap(key, sender, response)),
-            Err(e) => Err(SendError::Http(e)),
+        let conn = self.inner.connect(addr).await?;
+        match conn.exchange(req).await {
+            Ok((conn, response)) => Ok(self.inner.wrap(key, conn, response)),
+            Err((_, e)) => Err(SendError::Http(e)),
         }
     }
 
@@ -219,35 +313,31 @@ impl Inner {
         self.pools.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Pops the newest idle connection to `addr` that is open and fresh.
-    /// Stale ones are dropped (after the lock is released).
-    fn checkout(&self, key: Key) -> Option<Sender> {
-        let mut stale = Vec::new();
-        let found = {
-            let mut pools = self.lock();
-            let idle = pools.get_mut(&key)?;
-            let mut found = None;
-            while let Some(conn) = idle.pop() {
-                if conn.sender.is_closed() || conn.since.elapsed() > self.cfg.idle_timeout {
-                    stale.push(conn);
-                } else {
-                    found = Some(conn.sender);
-                    break;
-                }
+    /// Pops idle connections to `addr`, newest first, until one is fresh
+    /// and ready for a request. The others are dropped (closed) outside the
+    /// lock.
+    async fn checkout(&self, key: Key) -> Option<Conn> {
+        loop {
+            let mut idle = {
+                let mut pools = self.lock();
+                pools.get_mut(&key)?.pop()?
+            };
+            if idle.since.elapsed() > self.cfg.idle_timeout {
+                continue;
             }
-            found
-        };
-        drop(stale);
-        found
+            if std::future::poll_fn(|cx| Poll::Ready(idle.conn.poll_reusable(cx))).await {
+                return Some(idle.conn);
+            }
+        }
     }
 
     /// Returns a connection whose response has ended to the pool.
-    fn checkin(&self, key: Key, sender: Sender) {
-        if sender.is_closed() || self.cfg.max_idle_per_host == 0 {
+    fn checkin(&self, key: Key, conn: Conn) {
+        if conn.closed || conn.sender.is_closed() || self.cfg.max_idle_per_host == 0 {
             return;
         }
         let idle = Idle {
-            sender,
+            conn,
             since: Instant::now(),
         };
         let mut pools = self.lock();
@@ -263,41 +353,27 @@ impl Inner {
     fn wrap(
         self: &Arc<Self>,
         key: Key,
-        sender: Sender,
+        conn: Option<Conn>,
         response: http::Response<Incoming>,
     ) -> http::Response<PooledBody> {
         response.map(|body| {
-            if body.is_end_stream() {
+            let held = conn.map(|conn| Held {
+                pool: Arc::clone(self),
+                key,
+                conn,
+            });
+            let mut body = PooledBody { body, held };
+            if body.body.is_end_stream() {
                 // No body to read (204, 304, Content-Length: 0): the
                 // connection is free now.
-                self.checkin(key, sender);
-                PooledBody { body, held: None }
-            } else {
-                PooledBody {
-                    body,
-                    held: Some(Held {
-                        pool: Arc::clone(self),
-                        key,
-                        sender,
-                    }),
-                }
+                body.release();
             }
+            body
         })
     }
 
-    /// Opens a connection (bounded by the connect timeout) and starts its
-    /// driver on the runtime.
-    async fn connect(&self, key: Key) -> Result<Sender, SendError> {
-        let (slot, addr) = key;
-        // The driver runs on the calling worker (or worker 0 for other
-        // threads), beside the requests that will use the connection.
-        let worker = if slot == usize::MAX { 0 } else { slot };
-        let Some(executor) = self.executors.get(worker).and_then(Weak::upgrade) else {
-            return Err(SendError::Connect(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the runtime that drives upstream connections has stopped",
-            )));
-        };
+    /// Opens a connection, bounded by the connect timeout.
+    async fn connect(&self, addr: SocketAddr) -> Result<Conn, SendError> {
         // The timer is polled first, so an elapsed deadline wins even if the
         // connect is ready in the same poll.
         let stream = async {
@@ -316,25 +392,22 @@ impl Inner {
         // Reads of 4 KiB: an LLM reply arrives a token (tens of bytes) at a
         // time, and with thousands of streams open each connection's read
         // buffer is most of what it costs.
-        let (sender, conn) = http1::Builder::new()
+        let (sender, driver) = http1::Builder::new()
             .read_buf_exact_size(Some(4096))
-            .handshake(FuturesIo::new(stream))
+            .handshake(TcpIo::new(stream))
             .await
             .map_err(SendError::Http)?;
-        executor
-            .spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%addr, error = %e, "upstream connection ended with an error");
-                }
-            })
-            .detach();
-        Ok(sender)
+        Ok(Conn {
+            sender,
+            driver,
+            closed: false,
+        })
     }
 }
 
-/// A response body from [`Client::send`]. It holds the connection until the
-/// body has been read to its end, then returns it to the pool; dropped
-/// before that, it closes the connection.
+/// A response body from [`Client::send`]. It holds the connection, and
+/// drives it, until the body has been read to its end, then returns it to
+/// the pool; dropped before that, it closes the connection.
 pub struct PooledBody {
     body: Incoming,
     held: Option<Held>,
@@ -343,7 +416,7 @@ pub struct PooledBody {
 struct Held {
     pool: Arc<Inner>,
     key: Key,
-    sender: Sender,
+    conn: Conn,
 }
 
 /// A pool's key: (worker slot, upstream address).
@@ -352,7 +425,7 @@ type Key = (usize, SocketAddr);
 impl PooledBody {
     fn release(&mut self) {
         if let Some(held) = self.held.take() {
-            held.pool.checkin(held.key, held.sender);
+            held.pool.checkin(held.key, held.conn);
         }
     }
 }
@@ -374,6 +447,11 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
+        // Read the socket first, so that the frame it yields (if any) is
+        // taken in this same poll.
+        if let Some(held) = &mut this.held {
+            held.conn.drive(cx);
+        }
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => this.release(),

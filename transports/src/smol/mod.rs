@@ -75,6 +75,7 @@
 
 mod client;
 mod framing;
+mod io;
 mod runtime;
 mod server;
 mod shutdown;

@@ -56,11 +56,12 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use smol::future::{self, FutureExt as _};
-use smol::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use smol::{Async, Timer};
-use smol_hyper::rt::{FuturesIo, SmolTimer};
+use smol_hyper::rt::SmolTimer;
 
 use super::framing::FramingGuard;
+use super::io::TcpIo;
 use super::{Fired, Runtime, Shutdown};
 
 /// Limits and timeouts of a [`Server`].
@@ -366,12 +367,12 @@ async fn serve_conn<H, Fut, B>(
     let local = stream.get_ref().local_addr().unwrap_or(listen);
     let info = ConnInfo { peer, local };
     let refused = Arc::new(AtomicBool::new(false));
-    let io = FuturesIo::new(ServerIo {
-        stream,
+    let io = ServerIo {
+        io: TcpIo::new(stream),
         unanswered: false,
         guard: FramingGuard::new(max_head),
         refused: Arc::clone(&refused),
-    });
+    };
     let service = {
         let refused = Arc::clone(&refused);
         hyper::service::service_fn(move |req| {
@@ -394,10 +395,10 @@ async fn serve_conn<H, Fut, B>(
             // still waiting (a body the handler refused unread, or a
             // refused request), close the lingering way so the answer is
             // read rather than destroyed by a reset.
-            let mut io = conn.into_parts().io.into_inner();
-            let pending = matches!(io.stream.get_ref().peek(&mut [0u8; 1]), Ok(n) if n > 0);
+            let mut io = conn.into_parts().io;
+            let pending = matches!(io.io.get_ref().get_ref().peek(&mut [0u8; 1]), Ok(n) if n > 0);
             if pending || refused.load(Ordering::Relaxed) {
-                linger(&mut io.stream).await;
+                linger(io.io.get_mut()).await;
             }
             return;
         }
@@ -408,14 +409,14 @@ async fn serve_conn<H, Fut, B>(
         tracing::debug!(%peer, error = %e, "connection ended with an error");
         return;
     }
-    let mut io = conn.into_parts().io.into_inner();
+    let mut io = conn.into_parts().io;
     if timed_out {
         if !io.unanswered {
             // Idle keep-alive connection: nothing to answer.
             return;
         }
         tracing::debug!(%peer, "request head timed out; answering 408");
-        let written = async { io.stream.write_all(REQUEST_TIMEOUT).await.is_ok() }
+        let written = async { io.io.get_mut().write_all(REQUEST_TIMEOUT).await.is_ok() }
             .or(async {
                 Timer::after(LINGER_TIME).await;
                 false
@@ -427,7 +428,7 @@ async fn serve_conn<H, Fut, B>(
     } else {
         tracing::debug!(%peer, error = %e, "bad request head; hyper answered it");
     }
-    linger(&mut io.stream).await;
+    linger(io.io.get_mut()).await;
 }
 
 /// Shuts the write side and reads (and discards) what the client still
@@ -532,7 +533,7 @@ fn text_response<B>(status: http::StatusCode, body: Bytes) -> http::Response<Res
 /// previous one, and then stalls, is closed silently: its bytes were read
 /// before the previous response was written.
 struct ServerIo {
-    stream: Async<TcpStream>,
+    io: TcpIo,
     unanswered: bool,
     /// Follows the request framing in the bytes read.
     guard: FramingGuard,
@@ -541,35 +542,34 @@ struct ServerIo {
     refused: Arc<AtomicBool>,
 }
 
-impl AsyncRead for ServerIo {
+impl hyper::rt::Read for ServerIo {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            this.unanswered |= n > 0;
-            if !this.guard.refuse() {
-                this.guard.feed(&buf[..n]);
-                if this.guard.refuse() {
-                    this.refused.store(true, Ordering::Relaxed);
+        let (unanswered, guard, refused) = (&mut this.unanswered, &mut this.guard, &this.refused);
+        this.io.poll_recv(cx, &mut buf, |bytes| {
+            *unanswered |= !bytes.is_empty();
+            if !guard.refuse() {
+                guard.feed(bytes);
+                if guard.refuse() {
+                    refused.store(true, Ordering::Relaxed);
                 }
             }
-        }
-        polled
+        })
     }
 }
 
-impl AsyncWrite for ServerIo {
+impl hyper::rt::Write for ServerIo {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
             this.unanswered &= n == 0;
         }
@@ -582,19 +582,23 @@ impl AsyncWrite for ServerIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = polled {
             this.unanswered &= n == 0;
         }
         polled
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_close(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

@@ -254,13 +254,24 @@ fn errors_after_the_request_was_sent_are_not_connect_errors() {
 }
 
 #[test]
-fn send_after_the_runtime_stopped_fails_instead_of_hanging() {
+fn the_client_needs_no_runtime_of_its_own() {
+    // Connections are driven by the futures that use them, so a client
+    // outlives the runtime it was made with and works under block_on.
+    let server_rt = Runtime::new(1).expect("runtime");
+    let server = TestServer::start(&server_rt, quick_cfg(), echo);
     let rt = Runtime::new(1).expect("runtime");
     let client = Client::new(ClientConfig::default(), &rt);
     drop(rt);
-    let err = smol::block_on(client.send(closed_port(), get("/"))).expect_err("runtime gone");
+    let body = smol::block_on(async {
+        let response = client.send(server.addr, get("/")).await.expect("send");
+        read_capped(response.into_body(), 1024).await.expect("body")
+    });
+    assert_eq!(body, "GET / ");
+    assert_eq!(client.idle_connections(server.addr), 1, "kept for reuse");
+    server.stop(&server_rt);
+    let err = smol::block_on(client.send(closed_port(), get("/"))).expect_err("refused");
     match err {
-        SendError::Connect(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotConnected),
+        SendError::Connect(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
         other => panic!("expected Connect, got {other:?}"),
     }
 }
