@@ -463,27 +463,72 @@ async fn linger(stream: &mut Async<TcpStream>) {
 
 /// Calls the handler with unwinding caught: a panic while creating or polling
 /// its future becomes a `500`.
+///
+/// The returned future holds the handler's future once, in place. (An async
+/// block here held it up to three times over, once per stage it went
+/// through, and hyper keeps that future in a box per connection and moves
+/// each request's into it.)
 fn respond<H, Fut, B>(
     handler: &H,
     req: http::Request<Incoming>,
     info: ConnInfo,
     ambiguous: bool,
-) -> impl Future<Output = Result<http::Response<ResponseBody<B>>, Infallible>> + Send + use<H, Fut, B>
+) -> Respond<Fut>
 where
     H: Fn(http::Request<Incoming>, ConnInfo) -> Fut,
     Fut: Future<Output = http::Response<B>> + Send + 'static,
     B: Send + 'static,
 {
-    let started = if ambiguous {
+    if ambiguous {
         // Never reaches the handler; the connection closes after this.
         tracing::debug!(peer = %info.peer, "ambiguous request framing; answered 400");
-        Ok(None)
-    } else {
-        std::panic::catch_unwind(AssertUnwindSafe(|| handler(req, info))).map(Some)
-    };
-    async move {
-        let started = match started {
-            Ok(None) => {
+        return Respond::Ambiguous;
+    }
+    match std::panic::catch_unwind(AssertUnwindSafe(|| handler(req, info))) {
+        Ok(fut) => Respond::Running {
+            fut: AssertUnwindSafe(fut).catch_unwind(),
+            peer: info.peer,
+        },
+        Err(_) => {
+            tracing::error!(peer = %info.peer, "request handler panicked; answered 500");
+            Respond::Panicked
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`respond`] returns.
+    #[project = RespondProj]
+    enum Respond<Fut> {
+        /// The handler's future, with unwinding caught.
+        Running {
+            #[pin]
+            fut: future::CatchUnwind<AssertUnwindSafe<Fut>>,
+            peer: SocketAddr,
+        },
+        /// The request had ambiguous framing: `400` and close.
+        Ambiguous,
+        /// Creating the handler's future panicked: `500`.
+        Panicked,
+    }
+}
+
+impl<Fut, B> Future for Respond<Fut>
+where
+    Fut: Future<Output = http::Response<B>>,
+{
+    type Output = Result<http::Response<ResponseBody<B>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(Ok(match self.project() {
+            RespondProj::Running { fut, peer } => match std::task::ready!(fut.poll(cx)) {
+                Ok(response) => response.map(Either::Left),
+                Err(_) => {
+                    tracing::error!(peer = %peer, "request handler panicked; answered 500");
+                    panic_response()
+                }
+            },
+            RespondProj::Ambiguous => {
                 let mut response = text_response(
                     http::StatusCode::BAD_REQUEST,
                     Bytes::from_static(AMBIGUOUS_BODY),
@@ -492,26 +537,18 @@ where
                     http::header::CONNECTION,
                     http::HeaderValue::from_static("close"),
                 );
-                return Ok(response);
+                response
             }
-            Ok(Some(fut)) => Ok(fut),
-            Err(panic) => Err(panic),
-        };
-        let outcome = match started {
-            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
-            Err(panic) => Err(panic),
-        };
-        Ok(match outcome {
-            Ok(response) => response.map(Either::Left),
-            Err(_) => {
-                tracing::error!(peer = %info.peer, "request handler panicked; answered 500");
-                text_response(
-                    http::StatusCode::INTERNAL_SERVER_ERROR,
-                    Bytes::from_static(PANIC_BODY),
-                )
-            }
-        })
+            RespondProj::Panicked => panic_response(),
+        }))
     }
+}
+
+fn panic_response<B>() -> http::Response<ResponseBody<B>> {
+    text_response(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        Bytes::from_static(PANIC_BODY),
+    )
 }
 
 /// A plain-text answer written by the server itself.
