@@ -12,7 +12,7 @@ use drover_core::node::{NodeId, NodeKind};
 use drover_core::shared::SharedRouter;
 use drover_core::trace::TraceId;
 use drover_core::{Instant, Router};
-use drover_transports::smol::{Client, ClientConfig, Runtime};
+use drover_transports::smol::{Client, ClientConfig, Runtime, Spawner};
 use http::HeaderValue;
 use smol::channel::{Receiver, Sender};
 
@@ -72,6 +72,8 @@ pub struct Gateway {
     pub cfg: GatewayConfig,
     /// Keep-alive pools to the nodes.
     pub client: Client,
+    /// Spawns background work (probes) onto the gateway's workers.
+    pub(crate) spawner: Spawner,
     /// Counters of the HTTP layer.
     pub stats: GatewayStats,
     /// True when the nodes are the in-process simulated ones of `--demo`.
@@ -172,6 +174,7 @@ impl Gateway {
             retiring: Mutex::new(Vec::new()),
             cfg,
             client,
+            spawner: rt.spawner(),
             stats: GatewayStats::default(),
             demo,
             state_path: None,

@@ -189,9 +189,10 @@ fn serve_until_shutdown(
         let gw = gw.clone();
         move |req, conn| http::handle(gw.clone(), req, conn)
     };
-    let summary = rt
-        .block_on(server.run(&rt, handler, shutdown.clone()))
-        .map_err(|e| format!("server: {e}"))?;
+    // The accept loop runs on a worker too, so a new connection's readiness
+    // and its task start on the runtime's threads; this thread only waits.
+    let serving = rt.spawn(server.run(&rt, handler, shutdown.clone()));
+    let summary = rt.block_on(serving).map_err(|e| format!("server: {e}"))?;
     rt.block_on(timer.cancel());
     rt.block_on(reloader.cancel());
     tracing::info!("stopped: {summary:?}");
@@ -264,7 +265,9 @@ fn wait_for_signal(shutdown: Shutdown) {
         tracing::warn!("cannot watch SIGINT/SIGTERM; stop drover with SIGKILL");
         return;
     };
-    smol::block_on(async {
+    // Parks between polls rather than driving async-io's reactor (see
+    // `Runtime::block_on`): the workers deliver the signal pipe's events.
+    smol::future::block_on(async {
         if let Some(Ok(sig)) = signals.next().await {
             tracing::info!("{sig:?} received: draining in-flight calls, then stopping");
             shutdown.trigger();

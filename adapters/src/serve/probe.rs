@@ -64,7 +64,7 @@ pub(crate) fn run_due(gw: &Arc<Gateway>) {
             continue;
         };
         let gw2 = gw.clone();
-        smol::spawn(async move {
+        let spawned = gw.spawner.spawn(async move {
             let outcome = exchange(&gw2, &up, probe).await;
             let (outcome, models) = match outcome {
                 Ok(models) => (ProbeOutcome::Ok, models),
@@ -78,8 +78,17 @@ pub(crate) fn run_due(gw: &Arc<Gateway>) {
                 }
             }
             gw2.deliver_wakeups();
-        })
-        .detach();
+        });
+        match spawned {
+            Some(task) => task.detach(),
+            None => {
+                // The runtime is gone (shutting down): the probe never ran.
+                gw.router.with_mut(|r| {
+                    r.handle_probe(probe, ProbeOutcome::Failed(Failure::Connect), gw.now())
+                });
+                return;
+            }
+        }
     }
 }
 

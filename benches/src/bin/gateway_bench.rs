@@ -188,6 +188,9 @@ const PATH: &str = "/v1/chat/completions";
 struct Target {
     name: &'static str,
     addrs: Vec<SocketAddr>,
+    /// The process (with its children) whose CPU time a cell is charged,
+    /// when known: nginx's master, or a drover this harness started.
+    pid: Option<u32>,
 }
 
 struct Row {
@@ -195,6 +198,9 @@ struct Row {
     conc: usize,
     target: &'static str,
     result: LoadResult,
+    /// The proxy's CPU time per request over the cell (warm-up included
+    /// in both), in microseconds.
+    cpu_us_per_req: Option<f64>,
 }
 
 fn main() {
@@ -251,6 +257,7 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let mut targets = vec![Target {
         name: "direct",
         addrs: up_addrs.clone(),
+        pid: None,
     }];
     let mut notes = Vec::new();
     let _nginx = match (args.nginx, nginx::find()) {
@@ -270,6 +277,7 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
             targets.push(Target {
                 name: "nginx",
                 addrs: vec![n.addr()],
+                pid: Some(n.pid()),
             });
             Some(n)
         }
@@ -284,12 +292,14 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
         targets.push(Target {
             name: "drover",
             addrs: vec![d.addr],
+            pid: Some(d.child.id()),
         });
         Some(d)
     } else if let Some(url) = &args.drover_url {
         targets.push(Target {
             name: "drover",
             addrs: vec![url_addr(url)?],
+            pid: None,
         });
         notes.push("drover idle RSS: not measured (--drover-url; use --drover-cmd)".to_owned());
         None
@@ -326,7 +336,17 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
                     warmup: Duration::from_millis(args.warmup_ms),
                     duration: Duration::from_secs_f64(args.secs),
                 };
+                let cpu_before = t.pid.and_then(|p| procinfo::cpu_tree_us(p).ok());
                 let result = loadgen::run(&spec);
+                let cpu_us_per_req = match (t.pid, cpu_before) {
+                    (Some(p), Some(before)) => procinfo::cpu_tree_us(p).ok().map(|after| {
+                        // The warm-up's requests are not counted; its CPU
+                        // is: scale the count by the whole span.
+                        let span = args.secs + args.warmup_ms as f64 / 1000.0;
+                        (after - before) as f64 / (result.rps() * span).max(1.0)
+                    }),
+                    _ => None,
+                };
                 eprintln!(
                     "{mode:>6} c={conc:<3} {:<7} {:>9.0} req/s  p50 {:>7.1} µs  p99 {:>8.1} µs  errors {}",
                     t.name,
@@ -340,6 +360,7 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
                     conc,
                     target: t.name,
                     result,
+                    cpu_us_per_req,
                 });
             }
         }
@@ -365,9 +386,9 @@ fn ratio(a: f64, b: f64) -> String {
 fn print_report(rows: &[Row], notes: &[String]) {
     println!();
     println!(
-        "| body | conc | target | req/s | p50 µs | p99 µs | added p50 µs | req/s ÷ direct | req/s ÷ nginx | added p50 ÷ nginx | errors |"
+        "| body | conc | target | req/s | p50 µs | p99 µs | added p50 µs | req/s ÷ direct | req/s ÷ nginx | added p50 ÷ nginx | proxy CPU µs/req | CPU ÷ nginx | errors |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let res = &r.result;
         let p50 = res.quantile_us(0.5);
@@ -387,13 +408,28 @@ fn print_report(rows: &[Row], notes: &[String]) {
                 ratio(added, nginx_added),
             )
         };
+        let nginx_cpu = rows
+            .iter()
+            .find(|n| n.mode == r.mode && n.conc == r.conc && n.target == "nginx")
+            .and_then(|n| n.cpu_us_per_req);
+        let (cpu, cpu_vs_nginx) = match r.cpu_us_per_req {
+            Some(c) => (
+                format!("{c:.1}"),
+                if r.target == "nginx" {
+                    "1.00×".to_owned()
+                } else {
+                    ratio(c, nginx_cpu.unwrap_or(f64::NAN))
+                },
+            ),
+            None => ("–".to_owned(), "–".to_owned()),
+        };
         let added = if r.target == "direct" {
             "–".to_owned()
         } else {
             format!("{added:.1}")
         };
         println!(
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {added} | {vs_direct} | {vs_nginx} | {added_vs_nginx} | {} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {added} | {vs_direct} | {vs_nginx} | {added_vs_nginx} | {cpu} | {cpu_vs_nginx} | {} |",
             r.mode,
             r.conc,
             r.target,

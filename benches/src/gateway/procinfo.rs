@@ -49,6 +49,36 @@ pub fn rss_tree_kib(pid: u32) -> io::Result<u64> {
             .sum::<u64>())
 }
 
+/// CPU time (user + system) process `pid` has used, all its threads, in
+/// microseconds: fields 14 and 15 of `/proc/PID/stat`, in USER_HZ ticks
+/// (100 per second on Linux, so 10 ms resolution).
+pub fn cpu_us(pid: u32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_cpu_ticks(&stat)
+        .map(|ticks| ticks * 10_000)
+        .ok_or_else(|| io::Error::other(format!("no CPU times for pid {pid}")))
+}
+
+/// utime + stime of a `/proc/PID/stat` text, in ticks.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces: count fields after ')'.
+    // There, field 3 (state) is index 0, so utime (14) is 11 and stime 12.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let utime: u64 = rest.next()?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU time of `pid` plus its direct children, in microseconds.
+pub fn cpu_tree_us(pid: u32) -> io::Result<u64> {
+    let own = cpu_us(pid)?;
+    Ok(own
+        + children(pid)
+            .into_iter()
+            .filter_map(|c| cpu_us(c).ok())
+            .sum::<u64>())
+}
+
 /// The size of `bin` and of a stripped copy of it (made in `scratch` with
 /// `strip`), in bytes.
 pub fn stripped_size(bin: &Path, scratch: &Path) -> io::Result<(u64, u64)> {
@@ -101,6 +131,24 @@ mod tests {
             "a test process uses between 100 KiB and 4 GiB: {me}"
         );
         assert!(rss_kib(u32::MAX).is_err());
+        assert!(cpu_us(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        // A name with spaces and parentheses; utime 7, stime 5.
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 3 0 1 2 3";
+        assert_eq!(parse_cpu_ticks(stat), Some(12));
+        assert_eq!(parse_cpu_ticks("42 (x) S 1"), None);
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(60) {
+            std::hint::black_box(spin.elapsed());
+        }
+        let me = cpu_us(std::process::id()).expect("own cpu");
+        assert!(
+            me >= 10_000,
+            "60 ms spinning shows at least one tick: {me} µs"
+        );
     }
 
     #[test]

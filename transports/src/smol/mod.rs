@@ -86,6 +86,6 @@ mod tests;
 pub use client::{
     Client, ClientConfig, PooledBody, ReadError, SendError, UpstreamRequest, read_capped,
 };
-pub use runtime::Runtime;
+pub use runtime::{Runtime, Spawner};
 pub use server::{ConnInfo, ServeSummary, Server, ServerConfig};
 pub use shutdown::{Fired, Shutdown};
