@@ -6,16 +6,17 @@
 //! is in the `drover` crate's adapters); it moves requests and bytes and
 //! enforces the limits that belong to the connection:
 //!
-//! - [`Runtime`]: an executor run by a fixed number of threads, which every
-//!   connection task and connection driver runs on.
+//! - [`Runtime`]: a fixed number of worker threads, one executor each,
+//!   which every connection task runs on; only they drive the reactor.
 //! - [`Server`]: the accept loop. `TCP_NODELAY`, a header-read timeout that
 //!   answers `408`, header count and size limits that answer `431`, `400`
 //!   for malformed heads, keep-alive, a `500` for a handler that panicked,
 //!   connection tracking and a graceful [`Shutdown`] (see [Server](#server)
 //!   below for which of these hyper does by itself).
 //! - [`Client`]: upstream requests over per-address keep-alive pools, with
-//!   a connect timeout; [`PooledBody`] returns the connection when read to
-//!   the end; [`read_capped`] bounds a body's size.
+//!   a connect timeout. A connection has no task of its own: the request
+//!   that uses it drives it. [`PooledBody`] returns the connection when read
+//!   to the end; [`read_capped`] bounds a body's size.
 //!
 //! # Server
 //!

@@ -7,9 +7,10 @@
 //! tasks that wake each other all run on one thread: no cross-thread
 //! wakeups (futex calls and context switches), which measured side by side
 //! cost more than a shared executor's balancing gave. New server
-//! connections are dealt to the workers in turn. While a thread waits for
+//! connections are dealt to the workers in turn. While a worker waits for
 //! work it also drives async-io's reactor (sockets and timers), so no extra
-//! reactor thread is needed.
+//! reactor thread is needed; [`Runtime::block_on`] only parks, so that the
+//! reactor stays with the workers.
 //!
 //! [`Client`]: super::Client
 
@@ -41,8 +42,8 @@ thread_local! {
 /// A fixed number of OS threads, each running its own
 /// [`smol::Executor`].
 ///
-/// Server connections, client connection drivers and anything passed to
-/// [`spawn`](Runtime::spawn) run on these threads. Dropping the runtime stops
+/// Server connections (with the upstream connections their requests drive)
+/// and anything passed to [`spawn`](Runtime::spawn) run on these threads. Dropping the runtime stops
 /// the threads (each finishes the poll it is in) and joins them, waiting at
 /// most a few seconds; tasks that have not finished are dropped with the
 /// executors once their last reference is gone.
