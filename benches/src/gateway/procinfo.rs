@@ -41,11 +41,17 @@ pub fn children(pid: u32) -> Vec<u32> {
 
 /// The RSS of `pid` plus its direct children (nginx's master and workers), in KiB.
 pub fn rss_tree_kib(pid: u32) -> io::Result<u64> {
-    let own = rss_kib(pid)?;
+    tree_sum(pid, rss_kib)
+}
+
+/// `of(pid)` plus `of` of each of its direct children (a child that has
+/// gone meanwhile counts 0).
+fn tree_sum(pid: u32, of: fn(u32) -> io::Result<u64>) -> io::Result<u64> {
+    let own = of(pid)?;
     Ok(own
         + children(pid)
             .into_iter()
-            .filter_map(|c| rss_kib(c).ok())
+            .filter_map(|c| of(c).ok())
             .sum::<u64>())
 }
 
@@ -71,12 +77,7 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 
 /// CPU time of `pid` plus its direct children, in microseconds.
 pub fn cpu_tree_us(pid: u32) -> io::Result<u64> {
-    let own = cpu_us(pid)?;
-    Ok(own
-        + children(pid)
-            .into_iter()
-            .filter_map(|c| cpu_us(c).ok())
-            .sum::<u64>())
+    tree_sum(pid, cpu_us)
 }
 
 /// The size of `bin` and of a stripped copy of it (made in `scratch` with
