@@ -304,7 +304,7 @@ impl Loop {
             }
             let wait = self.opts.interval.saturating_sub(started.elapsed());
             let tick = async {
-                smol::Timer::after(wait).await;
+                drover_transports::smol::Timer::after(wait).await;
                 true
             };
             let stop = async {
@@ -370,7 +370,7 @@ impl Loop {
             Ok((status, body))
         };
         let timeout = async {
-            smol::Timer::after(REQUEST_TIMEOUT).await;
+            drover_transports::smol::Timer::after(REQUEST_TIMEOUT).await;
             Err(format!("no answer within {REQUEST_TIMEOUT:?}"))
         };
         work.or(timeout).await

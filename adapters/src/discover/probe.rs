@@ -90,7 +90,7 @@ async fn get(
         }
     };
     let deadline = async {
-        smol::Timer::after(timeout).await;
+        drover_transports::smol::Timer::after(timeout).await;
         Got::Nothing
     };
     smol::future::or(exchange, deadline).await

@@ -49,7 +49,7 @@ pub(super) fn stream(script: Script) -> FakeBody {
     let frames = smol::stream::unfold(script, |mut s| async move {
         if let Some((delay, bytes)) = s.steps.pop_front() {
             if !delay.is_zero() {
-                smol::Timer::after(delay).await;
+                drover_transports::smol::Timer::after(delay).await;
             }
             return Some((Ok(Frame::data(bytes)), s));
         }
@@ -60,7 +60,7 @@ pub(super) fn stream(script: Script) -> FakeBody {
                 None
             }
             Tail::Break => {
-                smol::Timer::after(BREAK_PAUSE).await;
+                drover_transports::smol::Timer::after(BREAK_PAUSE).await;
                 guard.finish();
                 Some((Err(io::Error::other("fake server: broken on purpose")), s))
             }

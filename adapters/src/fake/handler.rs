@@ -35,7 +35,7 @@ pub(super) async fn accept_loop(
             Ok((stream, _)) => stream,
             Err(_) => {
                 // Out of descriptors or similar: back off, then go on.
-                smol::Timer::after(Duration::from_millis(10)).await;
+                drover_transports::smol::Timer::after(Duration::from_millis(10)).await;
                 continue;
             }
         };
@@ -151,7 +151,7 @@ impl Ctx {
 
 async fn sleep(d: Duration) {
     if !d.is_zero() {
-        smol::Timer::after(d).await;
+        drover_transports::smol::Timer::after(d).await;
     }
 }
 

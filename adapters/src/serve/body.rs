@@ -85,10 +85,10 @@ pub struct StreamBody {
     handle: Option<GwHandle>,
     attempt: AttemptId,
     /// Fires at the call's deadline.
-    deadline: smol::Timer,
+    deadline: drover_transports::smol::Timer,
     /// Fires when the stream may have been idle for `stream_idle`; checked
     /// against `last_progress` (rearmed lazily rather than per chunk).
-    idle: smol::Timer,
+    idle: drover_transports::smol::Timer,
     /// When the upstream last sent bytes.
     last_progress: std::time::Instant,
     out: Vec<u8>,
@@ -117,14 +117,14 @@ impl StreamBody {
         deadline: std::time::Instant,
     ) -> StreamBody {
         let now = std::time::Instant::now();
-        let idle = smol::Timer::at(now + gw.cfg.timeouts.stream_idle);
+        let idle = drover_transports::smol::Timer::at(now + gw.cfg.timeouts.stream_idle);
         StreamBody {
             gw,
             head: Some(Bytes::from(head)),
             rest,
             handle: Some(handle),
             attempt,
-            deadline: smol::Timer::at(deadline),
+            deadline: drover_transports::smol::Timer::at(deadline),
             idle,
             last_progress: now,
             out: Vec::new(),

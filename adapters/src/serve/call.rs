@@ -211,7 +211,7 @@ async fn wait(
     until: Option<std::time::Instant>,
     waiter: Option<&Receiver<()>>,
 ) -> Option<(usize, AttemptMsg)> {
-    let mut timer = until.map(smol::Timer::at);
+    let mut timer = until.map(drover_transports::smol::Timer::at);
     // Boxed only while the call is queued, which is rare.
     let mut wake = waiter.map(|w| Box::pin(w.recv()));
     std::future::poll_fn(|cx| {

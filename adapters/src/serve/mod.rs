@@ -215,7 +215,7 @@ async fn timer_task(gw: Arc<Gateway>, shutdown: Shutdown) {
                 std::time::Duration::from_nanos(t.saturating_since(now).as_nanos()).min(tick)
             })
             .max(std::time::Duration::from_millis(1));
-        smol::Timer::after(next).await;
+        drover_transports::smol::Timer::after(next).await;
         gw.router.handle_timeout(gw.now());
         gw.deliver_wakeups();
         probe::run_due(&gw);

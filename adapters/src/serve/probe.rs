@@ -141,7 +141,7 @@ async fn exchange(
         }
     };
     let timeout = async {
-        smol::Timer::after(wait).await;
+        drover_transports::smol::Timer::after(wait).await;
         Err(Failure::Timeout)
     };
     smol::future::or(work, timeout).await

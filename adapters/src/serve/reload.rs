@@ -72,7 +72,7 @@ pub(crate) async fn reload_task(gw: Arc<Gateway>, shutdown: Shutdown, mut seen: 
         return;
     };
     while !shutdown.is_triggered() {
-        smol::Timer::after(RELOAD_EVERY).await;
+        drover_transports::smol::Timer::after(RELOAD_EVERY).await;
         gw.retire_idle_nodes();
         let now = stamp(&path);
         if now == seen || now.is_none() {

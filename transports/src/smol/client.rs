@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -42,10 +42,10 @@ use hyper::client::conn::http1::{self, SendRequest};
 use std::future::Future as _;
 
 use smol::future::FutureExt as _;
-use smol::{Async, Timer};
 
 use super::Runtime;
 use super::io::TcpIo;
+use super::reactor::{self, Timer};
 
 /// The request type [`Client::send`] takes.
 pub type UpstreamRequest = http::Request<Full<Bytes>>;
@@ -380,11 +380,7 @@ impl Inner {
             Timer::after(self.cfg.connect_timeout).await;
             Err(SendError::ConnectTimeout)
         }
-        .or(async {
-            Async::<TcpStream>::connect(addr)
-                .await
-                .map_err(SendError::Connect)
-        })
+        .or(async { reactor::connect(addr).await.map_err(SendError::Connect) })
         .await?;
         if let Err(e) = stream.get_ref().set_nodelay(true) {
             tracing::debug!(%addr, error = %e, "TCP_NODELAY not set");

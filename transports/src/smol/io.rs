@@ -13,19 +13,20 @@
 //! - **It tries the `recv` before asking the reactor**, so every poll of a
 //!   socket with nothing to read is a failed system call. A connection is
 //!   polled more often than it has news (its driver is polled whenever its
-//!   request's task wakes, see the client), so this one remembers that the
-//!   last read found the socket empty and, until the reactor says it is
-//!   readable, answers `Pending` without a system call.
+//!   request's task wakes, see the client). The socket here is a
+//!   [`Socket`], which remembers whether the last read drained it (it found
+//!   nothing, or less than it asked for) and until the worker's reactor
+//!   reports an event answers `Pending` without a system call.
 
 use std::cell::RefCell;
-use std::io::{self, Read as _};
+use std::io::{self, Read as _, Write as _};
 use std::net::TcpStream;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use hyper::rt::ReadBufCursor;
-use smol::Async;
-use smol::io::AsyncWrite;
+
+use super::reactor::{Dir, Socket};
 
 /// Most bytes one read takes. hyper asks for at most its buffer's free
 /// space (8 KiB by default, more for large bodies); a read of 16 KiB is
@@ -38,24 +39,19 @@ thread_local! {
 
 /// A connected, non-blocking TCP socket for hyper.
 pub(crate) struct TcpIo {
-    stream: Async<TcpStream>,
-    /// The last read found nothing; the next one waits for the reactor.
-    read_blocked: bool,
+    stream: Socket<TcpStream>,
 }
 
 impl TcpIo {
-    pub(crate) fn new(stream: Async<TcpStream>) -> TcpIo {
-        TcpIo {
-            stream,
-            read_blocked: false,
-        }
+    pub(crate) fn new(stream: Socket<TcpStream>) -> TcpIo {
+        TcpIo { stream }
     }
 
-    pub(crate) fn get_ref(&self) -> &Async<TcpStream> {
-        &self.stream
+    pub(crate) fn get_ref(&self) -> &TcpStream {
+        self.stream.get_ref()
     }
 
-    pub(crate) fn get_mut(&mut self) -> &mut Async<TcpStream> {
+    pub(crate) fn get_mut(&mut self) -> &mut Socket<TcpStream> {
         &mut self.stream
     }
 
@@ -73,26 +69,25 @@ impl TcpIo {
             return Poll::Ready(Ok(()));
         }
         let mut seen = Some(seen);
-        loop {
-            if self.read_blocked {
-                ready!(self.stream.poll_readable(cx))?;
-                self.read_blocked = false;
-            }
-            let read = SCRATCH.with_borrow_mut(|scratch| {
-                let n = self.stream.get_ref().read(&mut scratch[..want])?;
-                if let Some(seen) = seen.take() {
-                    seen(&scratch[..n]);
-                }
-                buf.put_slice(&scratch[..n]);
-                Ok::<_, io::Error>(n)
-            });
-            match read {
-                Ok(_) => return Poll::Ready(Ok(())),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.read_blocked = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.stream
+            .poll_with(
+                Dir::Read,
+                cx,
+                |mut stream| {
+                    SCRATCH.with_borrow_mut(|scratch| {
+                        let n = stream.read(&mut scratch[..want])?;
+                        if let Some(seen) = seen.take() {
+                            seen(&scratch[..n]);
+                        }
+                        buf.put_slice(&scratch[..n]);
+                        Ok(n)
+                    })
+                },
+                // A short read emptied the socket; zero is the end of stream,
+                // which stays readable.
+                |&n| n > 0 && n < want,
+            )
+            .map_ok(|_| ())
     }
 }
 
@@ -112,7 +107,13 @@ impl hyper::rt::Write for TcpIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let len = buf.len();
+        self.get_mut().stream.poll_with(
+            Dir::Write,
+            cx,
+            |mut stream| stream.write(buf),
+            |&n| n < len,
+        )
     }
 
     fn poll_write_vectored(
@@ -120,7 +121,13 @@ impl hyper::rt::Write for TcpIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        self.get_mut().stream.poll_with(
+            Dir::Write,
+            cx,
+            |mut stream| stream.write_vectored(bufs),
+            |&n| n < len,
+        )
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -132,7 +139,7 @@ impl hyper::rt::Write for TcpIo {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_close(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_ref().shutdown(std::net::Shutdown::Write))
     }
 }

@@ -1,13 +1,15 @@
 //! HTTP/1 on smol: the server and upstream client the gateway is built from
 //! (feature `smol`).
 //!
-//! hyper 1 does the HTTP; smol's executor and async-io's reactor run it,
-//! glued by smol-hyper. This module knows nothing of OpenAI or Ollama (that
+//! hyper 1 does the HTTP; smol's executors run it, one per worker thread,
+//! and each worker waits for its own sockets and timers in a reactor of
+//! its own (`epoll` on Linux; async-io's reactor elsewhere and off the
+//! workers). [`Timer`] is a timer on that reactor. This module knows nothing of OpenAI or Ollama (that
 //! is in the `drover` crate's adapters); it moves requests and bytes and
 //! enforces the limits that belong to the connection:
 //!
-//! - [`Runtime`]: a fixed number of worker threads, one executor each,
-//!   which every connection task runs on; only they drive the reactor.
+//! - [`Runtime`]: a fixed number of worker threads, one executor and one
+//!   reactor each, which every connection task runs on.
 //! - [`Server`]: the accept loop. `TCP_NODELAY`, a header-read timeout that
 //!   answers `408`, header count and size limits that answer `431`, `400`
 //!   for malformed heads, keep-alive, a `500` for a handler that panicked,
@@ -77,6 +79,7 @@
 mod client;
 mod framing;
 mod io;
+mod reactor;
 mod runtime;
 mod server;
 mod shutdown;
@@ -87,6 +90,7 @@ mod tests;
 pub use client::{
     Client, ClientConfig, PooledBody, ReadError, SendError, UpstreamRequest, read_capped,
 };
+pub use reactor::Timer;
 pub use runtime::{Runtime, Spawner};
 pub use server::{ConnInfo, ServeSummary, Server, ServerConfig};
 pub use shutdown::{Fired, Shutdown};

@@ -7,10 +7,12 @@
 //! tasks that wake each other all run on one thread: no cross-thread
 //! wakeups (futex calls and context switches), which measured side by side
 //! cost more than a shared executor's balancing gave. New server
-//! connections are dealt to the workers in turn. While a worker waits for
-//! work it also drives async-io's reactor (sockets and timers), so no extra
-//! reactor thread is needed; [`Runtime::block_on`] only parks, so that the
-//! reactor stays with the workers.
+//! connections are dealt to the workers in turn. Each worker has a reactor
+//! of its own (an `epoll`, on Linux), and waits in it when its executor has
+//! nothing to run: a socket or timer is waited for by the worker whose task
+//! uses it, and no other thread is involved (see the `reactor` module's
+//! docs for why not async-io's global reactor). [`Runtime::block_on`]
+//! only parks.
 //!
 //! [`Client`]: super::Client
 
@@ -25,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::Shutdown;
+use super::reactor;
 
 /// How long dropping a [`Runtime`] waits for its threads to finish the task
 /// they are polling and exit. A thread still busy after that (a task that
@@ -92,7 +95,14 @@ impl Runtime {
                 .name(format!("drover-rt-{i}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(Some((id, i))));
-                    smol::block_on(executor.run(stop));
+                    let run = executor.run(stop);
+                    match reactor::Reactor::new() {
+                        Ok(reactor) => reactor::block_on(reactor, run),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "worker uses async-io's reactor");
+                            smol::block_on(run)
+                        }
+                    }
                     // The receiver is gone only if the runtime was dropped
                     // without waiting; nobody needs the message then.
                     let _ = exited_tx.send(());
@@ -146,12 +156,10 @@ impl Runtime {
     /// runtime's threads). Typically `main` does
     /// `rt.block_on(server.run(&rt, handler, shutdown))`.
     ///
-    /// The calling thread only parks between polls: it never drives
-    /// async-io's reactor, the workers do. A thread that did (as
-    /// `smol::block_on` does) would, having nothing else to do, hold the
-    /// reactor most of the time, and every socket event would then have to
-    /// wake a worker from that other thread: a futex call and a context
-    /// switch per event, the largest cost measured on the request path.
+    /// The calling thread only parks between polls. Sockets and timers
+    /// first used by `future` itself (not by tasks it spawns) are waited for
+    /// by async-io's reactor, which its own thread drives: this thread has
+    /// no reactor, so that nothing it registers can outlive it unwatched.
     pub fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
         smol::future::block_on(future)
     }
@@ -159,8 +167,8 @@ impl Runtime {
     /// A handle that spawns onto this runtime's workers, for code that
     /// outlives a borrow of the runtime (it does not keep the runtime
     /// alive). Spawn tasks here rather than with `smol::spawn`: smol's
-    /// global executor runs on a thread of its own that also drives the
-    /// reactor, and then wakes these workers from that other thread.
+    /// global executor runs on a thread of its own, whose sockets and
+    /// timers go to async-io's reactor, on yet another thread.
     pub fn spawner(&self) -> Spawner {
         Spawner {
             id: self.id,

@@ -56,12 +56,10 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use smol::future::{self, FutureExt as _};
-use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use smol::{Async, Timer};
-use smol_hyper::rt::SmolTimer;
 
 use super::framing::FramingGuard;
 use super::io::TcpIo;
+use super::reactor::{Dir, HyperTimer, Socket, Timer};
 use super::{Fired, Runtime, Shutdown};
 
 /// Limits and timeouts of a [`Server`].
@@ -143,7 +141,7 @@ a repeated Content-Length, or a Transfer-Encoding other than chunked)\n";
 
 /// An HTTP/1 server bound to a TCP address. [`run`](Server::run) serves it.
 pub struct Server {
-    listener: Async<TcpListener>,
+    listener: Socket<TcpListener>,
     local: SocketAddr,
     cfg: ServerConfig,
 }
@@ -172,7 +170,9 @@ impl Server {
     pub fn bind(addr: SocketAddr, cfg: ServerConfig) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
-        let listener = Async::new(listener)?;
+        // Registered with the reactor of the worker (or thread) that runs
+        // the accept loop, when it first waits.
+        let listener = Socket::new(listener);
         Ok(Server {
             listener,
             local,
@@ -220,7 +220,7 @@ impl Server {
         let builder = Arc::new(builder(&self.cfg));
         async move {
             let Server {
-                listener,
+                mut listener,
                 local,
                 cfg,
             } = self;
@@ -231,7 +231,7 @@ impl Server {
             let mut accepted = 0u64;
             let mut fatal = None;
             loop {
-                let next = async { Some(listener.accept().await) }
+                let next = async { Some(listener.io_with(Dir::Read, TcpListener::accept).await) }
                     .or(async {
                         (&mut stop).await;
                         None
@@ -328,7 +328,7 @@ async fn wait_or(fired: Fired, limit: Duration) {
 
 fn builder(cfg: &ServerConfig) -> http1::Builder {
     let mut b = http1::Builder::new();
-    b.timer(SmolTimer::new())
+    b.timer(HyperTimer)
         .keep_alive(cfg.keep_alive)
         .max_headers(cfg.max_headers)
         .max_header_size(cfg.max_header_bytes)
@@ -346,7 +346,7 @@ fn builder(cfg: &ServerConfig) -> http1::Builder {
 /// Serves one connection until it closes, then answers 408 if a request
 /// head timed out part-way, and lingers after any error answer.
 async fn serve_conn<H, Fut, B>(
-    stream: Async<TcpStream>,
+    stream: TcpStream,
     peer: SocketAddr,
     listen: SocketAddr,
     builder: Arc<http1::Builder>,
@@ -359,16 +359,17 @@ async fn serve_conn<H, Fut, B>(
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if let Err(e) = stream.get_ref().set_nodelay(true) {
+    if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
     }
     // A listener on a wildcard address has a different local address per
     // connection; on error fall back to the listener's.
-    let local = stream.get_ref().local_addr().unwrap_or(listen);
+    let local = stream.local_addr().unwrap_or(listen);
     let info = ConnInfo { peer, local };
     let refused = Arc::new(AtomicBool::new(false));
     let io = ServerIo {
-        io: TcpIo::new(stream),
+        // Registered with this worker's reactor when first read.
+        io: TcpIo::new(Socket::new(stream)),
         unanswered: false,
         guard: FramingGuard::new(max_head),
         refused: Arc::clone(&refused),
@@ -396,7 +397,7 @@ async fn serve_conn<H, Fut, B>(
             // refused request), close the lingering way so the answer is
             // read rather than destroyed by a reset.
             let mut io = conn.into_parts().io;
-            let pending = matches!(io.io.get_ref().get_ref().peek(&mut [0u8; 1]), Ok(n) if n > 0);
+            let pending = matches!(io.io.get_ref().peek(&mut [0u8; 1]), Ok(n) if n > 0);
             if pending || refused.load(Ordering::Relaxed) {
                 linger(io.io.get_mut()).await;
             }
@@ -416,7 +417,7 @@ async fn serve_conn<H, Fut, B>(
             return;
         }
         tracing::debug!(%peer, "request head timed out; answering 408");
-        let written = async { io.io.get_mut().write_all(REQUEST_TIMEOUT).await.is_ok() }
+        let written = async { write_all(io.io.get_mut(), REQUEST_TIMEOUT).await.is_ok() }
             .or(async {
                 Timer::after(LINGER_TIME).await;
                 false
@@ -435,7 +436,20 @@ async fn serve_conn<H, Fut, B>(
 /// sends, for a bounded time and amount. Closing a socket with unread input
 /// makes the kernel send a reset, which can destroy the answer just written
 /// before the client reads it.
-async fn linger(stream: &mut Async<TcpStream>) {
+async fn write_all(stream: &mut Socket<TcpStream>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = stream
+            .io_with(Dir::Write, |mut s| io::Write::write(&mut s, bytes))
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}
+
+async fn linger(stream: &mut Socket<TcpStream>) {
     if stream
         .get_ref()
         .shutdown(std::net::Shutdown::Write)
@@ -449,7 +463,10 @@ async fn linger(stream: &mut Async<TcpStream>) {
         let mut buf = vec![0u8; 4096];
         let mut total = 0;
         while total < LINGER_BYTES {
-            match stream.read(&mut buf).await {
+            match stream
+                .io_with(Dir::Read, |mut s| io::Read::read(&mut s, &mut buf))
+                .await
+            {
                 Ok(0) | Err(_) => break,
                 Ok(n) => total += n,
             }

@@ -2,6 +2,8 @@
 //! bounds each wait, and stops its server and runtime before returning.
 
 mod client;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod reactor;
 mod server;
 
 use std::future::Future;
