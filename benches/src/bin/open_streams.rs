@@ -8,7 +8,8 @@
 //!
 //! It starts a slow fake OpenAI upstream in a child process (one token every
 //! 500 ms), a drover gateway configured for it, and then opens `--streams`
-//! client connections, each sending a streamed chat request. Once every
+//! client connections (500 at a time, each batch waited for), each sending
+//! a streamed chat request. Once every
 //! stream has delivered its first token (so every call holds a client
 //! connection, an upstream connection, a permit and a node slot), it reads
 //! drover's VmRSS and VmHWM from `/proc/PID/status`, then closes everything.
@@ -26,6 +27,9 @@ use std::time::{Duration, Instant};
 use drover::fake::{Behaviour, FakeServer, FakeSpec};
 use drover_benches::gateway::procinfo;
 use drover_core::node::NodeKind;
+
+/// Streams opened before waiting for their first tokens.
+const BATCH: usize = 500;
 
 const HELP: &str = "open_streams: drover's RSS with many streams open at once
 
@@ -118,46 +122,53 @@ fn run() -> Result<(), String> {
         "POST /v1/chat/completions HTTP/1.1\r\nhost: {gw}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut conns = Vec::with_capacity(streams);
-    for i in 0..streams {
-        let mut s = TcpStream::connect(gw).map_err(|e| format!("connect #{i}: {e}"))?;
-        s.write_all(req.as_bytes())
-            .map_err(|e| format!("write #{i}: {e}"))?;
-        s.set_nonblocking(true).map_err(|e| e.to_string())?;
-        conns.push((s, false));
-    }
-    // Wait until every stream has shown its first token.
+    // Opened in batches, each waited for before the next: the fake
+    // upstream accepts from a 128-deep listen queue, and 9,000 connects at
+    // once overflow it, so the kernel drops SYNs and drover's 2 s connect
+    // timeout fails calls. The streams are still all open at once.
+    let mut conns: Vec<(TcpStream, bool)> = Vec::with_capacity(streams);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut buf = [0u8; 4096];
     let mut open = 0;
-    while open < streams {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "only {open} of {streams} streams started within 120 s"
-            ));
+    while conns.len() < streams {
+        for _ in 0..BATCH.min(streams - conns.len()) {
+            let i = conns.len();
+            let mut s = TcpStream::connect(gw).map_err(|e| format!("connect #{i}: {e}"))?;
+            s.write_all(req.as_bytes())
+                .map_err(|e| format!("write #{i}: {e}"))?;
+            s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            conns.push((s, false));
         }
-        let mut progressed = false;
-        for (s, seen) in conns.iter_mut().filter(|(_, seen)| !*seen) {
-            match s.read(&mut buf) {
-                Ok(0) => return Err("a stream closed before its first token".into()),
-                Ok(n) => {
-                    if buf[..n].windows(5).any(|w| w == b"data:") {
-                        *seen = true;
-                        open += 1;
-                        progressed = true;
-                    } else if !buf[..n].starts_with(b"HTTP/1.1 200") {
-                        return Err(format!(
-                            "unexpected answer: {}",
-                            String::from_utf8_lossy(&buf[..n.min(600)])
-                        ));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(format!("read: {e}")),
+        // Wait until every stream so far has shown its first token.
+        while open < conns.len() {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "only {open} of {streams} streams started within 120 s"
+                ));
             }
-        }
-        if !progressed {
-            std::thread::sleep(Duration::from_millis(20));
+            let mut progressed = false;
+            for (s, seen) in conns.iter_mut().filter(|(_, seen)| !*seen) {
+                match s.read(&mut buf) {
+                    Ok(0) => return Err("a stream closed before its first token".into()),
+                    Ok(n) => {
+                        if buf[..n].windows(5).any(|w| w == b"data:") {
+                            *seen = true;
+                            open += 1;
+                            progressed = true;
+                        } else if !buf[..n].starts_with(b"HTTP/1.1 200") {
+                            return Err(format!(
+                                "unexpected answer: {}",
+                                String::from_utf8_lossy(&buf[..n.min(600)])
+                            ));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(format!("read: {e}")),
+                }
+            }
+            if !progressed {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
     let ramp = started.elapsed();
