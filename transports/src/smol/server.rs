@@ -88,7 +88,7 @@ impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             header_timeout: Duration::from_secs(10),
-            max_headers: 100,
+            max_headers: HYPER_MAX_HEADERS,
             max_header_bytes: 16 * 1024,
             keep_alive: true,
             shutdown_grace: Duration::from_secs(10),
@@ -330,7 +330,6 @@ fn builder(cfg: &ServerConfig) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(HyperTimer)
         .keep_alive(cfg.keep_alive)
-        .max_headers(cfg.max_headers)
         .max_header_size(cfg.max_header_bytes)
         // The buffer limit bounds memory per connection; the head limit
         // above is what answers 431, so leave room past it.
@@ -340,8 +339,18 @@ fn builder(cfg: &ServerConfig) -> http1::Builder {
         } else {
             Some(cfg.header_timeout)
         });
+    // hyper's default is 100 headers, parsed into arrays on the stack.
+    // Setting any limit, even 100, makes it fill arrays of that size
+    // element by element for every request (about 6 KiB of writes), so
+    // only a different limit is set.
+    if cfg.max_headers != HYPER_MAX_HEADERS {
+        b.max_headers(cfg.max_headers);
+    }
     b
 }
+
+/// hyper's header-count limit when none is set.
+const HYPER_MAX_HEADERS: usize = 100;
 
 /// Serves one connection until it closes, then answers 408 if a request
 /// head timed out part-way, and lingers after any error answer.

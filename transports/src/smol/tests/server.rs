@@ -95,6 +95,21 @@ fn too_many_headers_get_431_and_the_limit_itself_passes() {
     let text = String::from_utf8_lossy(&read_until_close(&mut s)).into_owned();
     assert!(text.starts_with("HTTP/1.1 431 "), "got {text:?}");
     server.stop(&rt);
+
+    // A limit other than hyper's default is passed to hyper.
+    let cfg = ServerConfig {
+        max_headers: 10,
+        ..quick_cfg()
+    };
+    let server = TestServer::start(&rt, cfg, hello);
+    let mut s = raw(server.addr);
+    send_raw(&mut s, &request_with_headers(10, 1));
+    assert_eq!(read_response(&mut s).status, 200);
+    let mut s = raw(server.addr);
+    send_raw(&mut s, &request_with_headers(11, 1));
+    let text = String::from_utf8_lossy(&read_until_close(&mut s)).into_owned();
+    assert!(text.starts_with("HTTP/1.1 431 "), "got {text:?}");
+    server.stop(&rt);
 }
 
 #[test]
