@@ -83,33 +83,34 @@ fn request_with_headers(count: usize, value_len: usize) -> Vec<u8> {
 #[test]
 fn too_many_headers_get_431_and_the_limit_itself_passes() {
     let rt = Runtime::new(2).expect("runtime");
-    let server = TestServer::start(&rt, quick_cfg(), hello);
     assert_eq!(quick_cfg().max_headers, 100);
-
-    let mut s = raw(server.addr);
-    send_raw(&mut s, &request_with_headers(100, 1));
-    assert_eq!(read_response(&mut s).status, 200);
-
-    let mut s = raw(server.addr);
-    send_raw(&mut s, &request_with_headers(101, 1));
-    let text = String::from_utf8_lossy(&read_until_close(&mut s)).into_owned();
-    assert!(text.starts_with("HTTP/1.1 431 "), "got {text:?}");
-    server.stop(&rt);
-
+    assert_header_limit(&rt, quick_cfg());
     // A limit other than hyper's default is passed to hyper.
-    let cfg = ServerConfig {
-        max_headers: 10,
-        ..quick_cfg()
-    };
-    let server = TestServer::start(&rt, cfg, hello);
+    assert_header_limit(
+        &rt,
+        ServerConfig {
+            max_headers: 10,
+            ..quick_cfg()
+        },
+    );
+}
+
+/// `cfg.max_headers` headers pass; one more gets 431.
+fn assert_header_limit(rt: &Runtime, cfg: ServerConfig) {
+    let limit = cfg.max_headers;
+    let server = TestServer::start(rt, cfg, hello);
     let mut s = raw(server.addr);
-    send_raw(&mut s, &request_with_headers(10, 1));
-    assert_eq!(read_response(&mut s).status, 200);
+    send_raw(&mut s, &request_with_headers(limit, 1));
+    assert_eq!(read_response(&mut s).status, 200, "{limit} headers");
     let mut s = raw(server.addr);
-    send_raw(&mut s, &request_with_headers(11, 1));
+    send_raw(&mut s, &request_with_headers(limit + 1, 1));
     let text = String::from_utf8_lossy(&read_until_close(&mut s)).into_owned();
-    assert!(text.starts_with("HTTP/1.1 431 "), "got {text:?}");
-    server.stop(&rt);
+    assert!(
+        text.starts_with("HTTP/1.1 431 "),
+        "{} headers: got {text:?}",
+        limit + 1
+    );
+    server.stop(rt);
 }
 
 #[test]
