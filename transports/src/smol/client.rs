@@ -382,7 +382,7 @@ impl Inner {
         }
         .or(async { reactor::connect(addr).await.map_err(SendError::Connect) })
         .await?;
-        if let Err(e) = stream.get_ref().set_nodelay(true) {
+        if let Err(e) = stream.get_ref().and_then(|s| s.set_nodelay(true)) {
             tracing::debug!(%addr, error = %e, "TCP_NODELAY not set");
         }
         // Reads of 4 KiB: an LLM reply arrives a token (tens of bytes) at a

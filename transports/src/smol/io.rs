@@ -47,7 +47,7 @@ impl TcpIo {
         TcpIo { stream }
     }
 
-    pub(crate) fn get_ref(&self) -> &TcpStream {
+    pub(crate) fn get_ref(&self) -> io::Result<&TcpStream> {
         self.stream.get_ref()
     }
 
@@ -140,6 +140,9 @@ impl hyper::rt::Write for TcpIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.get_ref().shutdown(std::net::Shutdown::Write))
+        Poll::Ready(
+            self.get_ref()
+                .and_then(|s| s.shutdown(std::net::Shutdown::Write)),
+        )
     }
 }

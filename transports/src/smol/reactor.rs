@@ -91,30 +91,25 @@ impl<T: std::os::fd::AsFd> Socket<T> {
         }
     }
 
-    /// The socket.
-    ///
-    /// # Panics
-    ///
-    /// Never in practice: only after registering it failed and an error
-    /// was returned, which every caller treats as the end of the socket.
-    pub(crate) fn get_ref(&self) -> &T {
+    /// The socket; an error once registering it failed (which closed it).
+    pub(crate) fn get_ref(&self) -> io::Result<&T> {
         match &self.state {
-            State::Fresh(io) | State::Local(io, _) => io,
-            State::Global(io) => io.get_ref(),
-            State::Gone => panic!("socket used after its registration failed"),
+            State::Fresh(io) | State::Local(io, _) => Ok(io),
+            State::Global(io) => Ok(io.get_ref()),
+            State::Gone => Err(gone()),
         }
     }
 
     fn register(&mut self) -> io::Result<()> {
         if !matches!(self.state, State::Fresh(_)) {
             return if matches!(self.state, State::Gone) {
-                Err(io::Error::other("socket registration failed earlier"))
+                Err(gone())
             } else {
                 Ok(())
             };
         }
         let State::Fresh(io) = std::mem::replace(&mut self.state, State::Gone) else {
-            unreachable!("checked above")
+            return Err(gone());
         };
         self.state = match current() {
             Some(reactor) => match reactor.register(io.as_fd()) {
@@ -154,7 +149,8 @@ impl<T: std::os::fd::AsFd> Socket<T> {
                     r => return Poll::Ready(r),
                 }
             },
-            State::Fresh(_) | State::Gone => unreachable!("registered above"),
+            // register() leaves neither behind when it succeeds.
+            State::Fresh(_) | State::Gone => Poll::Ready(Err(gone())),
         }
     }
 
@@ -174,6 +170,13 @@ impl<T: std::os::fd::AsFd> Drop for Socket<T> {
             reg.deregister(io.as_fd());
         }
     }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "socket closed: registering it with a reactor failed earlier",
+    )
 }
 
 /// A timer on the calling worker's reactor (or async-io's, see the module

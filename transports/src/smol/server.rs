@@ -406,7 +406,10 @@ async fn serve_conn<H, Fut, B>(
             // refused request), close the lingering way so the answer is
             // read rather than destroyed by a reset.
             let mut io = conn.into_parts().io;
-            let pending = matches!(io.io.get_ref().peek(&mut [0u8; 1]), Ok(n) if n > 0);
+            let pending = matches!(
+                io.io.get_ref().and_then(|s| s.peek(&mut [0u8; 1])),
+                Ok(n) if n > 0
+            );
             if pending || refused.load(Ordering::Relaxed) {
                 linger(io.io.get_mut()).await;
             }
@@ -461,7 +464,7 @@ async fn write_all(stream: &mut Socket<TcpStream>, mut bytes: &[u8]) -> io::Resu
 async fn linger(stream: &mut Socket<TcpStream>) {
     if stream
         .get_ref()
-        .shutdown(std::net::Shutdown::Write)
+        .and_then(|s| s.shutdown(std::net::Shutdown::Write))
         .is_err()
     {
         return;

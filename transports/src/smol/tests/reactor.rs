@@ -158,7 +158,7 @@ fn connect_on_a_worker_reports_refusal_and_connects() {
         LIMIT,
         rt.spawn(async move {
             let socket = reactor::connect(addr).await?;
-            socket.get_ref().peer_addr()
+            socket.get_ref()?.peer_addr()
         }),
     );
     assert_eq!(peer.expect("connected"), addr);
