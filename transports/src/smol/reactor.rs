@@ -11,7 +11,7 @@
 //! strace counted about 11 system calls per socket event on the gateway's
 //! request path, 4 of them `futex`.
 //!
-//! Here each worker owns an [`Reactor`]: an `epoll` instance, an eventfd to
+//! Here each worker owns a [`Reactor`]: an `epoll` instance, an eventfd to
 //! be woken from other threads, and a timer queue. A worker runs its
 //! executor until it has nothing to do, then waits in its own `epoll` until
 //! the next timer is due ([`block_on`]). Tasks stay on their worker (see
