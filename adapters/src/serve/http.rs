@@ -65,7 +65,9 @@ pub async fn handle(
             Err(e) => error(ep.front(), e),
             Ok(()) => inference(&gw, ep, req, trace, &request_id).await,
         },
-        None => other(&gw, req, conn.peer.ip(), trace).await,
+        // Boxed: the operator and catalog routes need a larger future than
+        // inference, and hyper copies this one into place for every request.
+        None => Box::pin(other(&gw, req, conn.peer.ip(), trace)).await,
     };
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {

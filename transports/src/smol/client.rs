@@ -57,10 +57,12 @@ type Sender = SendRequest<Full<Bytes>>;
 type Driver = http1::Connection<TcpIo, Full<Bytes>>;
 
 /// One upstream connection: the handle requests are sent through and the
-/// driver that does its I/O.
+/// driver that does its I/O. The driver (about 700 bytes of hyper state)
+/// is boxed, so that moving a connection in and out of the pool, and through
+/// the futures and bodies that hold it, copies a pointer instead.
 struct Conn {
     sender: Sender,
-    driver: Driver,
+    driver: Box<Driver>,
     /// The driver has finished (the connection is closed); it must not be
     /// polled again.
     closed: bool,
@@ -71,7 +73,7 @@ impl Conn {
     /// connection is still open.
     fn drive(&mut self, cx: &mut Context<'_>) -> bool {
         if !self.closed {
-            if let Poll::Ready(result) = Pin::new(&mut self.driver).poll(cx) {
+            if let Poll::Ready(result) = Pin::new(&mut *self.driver).poll(cx) {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "upstream connection ended with an error");
                 }
@@ -395,7 +397,7 @@ impl Inner {
             .map_err(SendError::Http)?;
         Ok(Conn {
             sender,
-            driver,
+            driver: Box::new(driver),
             closed: false,
         })
     }
