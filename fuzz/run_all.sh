@@ -12,7 +12,7 @@ secs=${1:-620}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(sse ndjson decode core_ops http_front config)
+  targets=(sse ndjson decode core_ops http_front config json_scan)
 fi
 mkdir -p target/logs
 for t in "${targets[@]}"; do

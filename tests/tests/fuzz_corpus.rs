@@ -17,6 +17,8 @@ mod config;
 mod decode_target;
 #[path = "../../fuzz/harness/http_front.rs"]
 mod http_front;
+#[path = "../../fuzz/harness/json_scan.rs"]
+mod json_scan;
 #[path = "../../fuzz/harness/ndjson.rs"]
 mod ndjson;
 #[path = "../../fuzz/harness/sse.rs"]
@@ -110,6 +112,11 @@ fn decode_corpus_covers_both_fronts_and_every_endpoint() {
 #[test]
 fn config_corpus_replays_clean() {
     replay("config", 10, config::check);
+}
+
+#[test]
+fn json_scan_corpus_replays_clean() {
+    replay("json_scan", 6, json_scan::check);
 }
 
 #[test]

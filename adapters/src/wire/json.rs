@@ -126,11 +126,297 @@ pub(crate) fn top_level_string(b: &[u8], key: &str) -> Option<Range<usize>> {
     }
 }
 
+/// How deep [`scan_object`] follows nested arrays and objects (serde_json's
+/// own recursion limit); anything deeper is left to the full parse.
+const MAX_DEPTH: u32 = 128;
+
+/// What [`scan_object`] found at the top level of a JSON object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopLevel {
+    /// The value of the first top-level `model` field when it is a string
+    /// (quotes included), as [`top_level_string`] finds it.
+    pub model: Option<Range<usize>>,
+    /// The top-level `done` field, when it is `true` or `false`.
+    pub done: Option<bool>,
+    /// Something only the full parse can judge: a non-null `error`, a `done`
+    /// that is not a boolean, `done` or `error` given twice, or a top-level
+    /// key written with escapes (it might spell one of those).
+    pub unusual: bool,
+}
+
+/// One validating pass over `b`, which must be exactly one JSON object
+/// (whitespace around it allowed) in valid UTF-8, reporting its top-level
+/// `model`, `done` and `error` fields.
+///
+/// This is the fast path of pass-through streams: one scan instead of a
+/// serde parse, a UTF-8 check and a field search per event. It is
+/// conservative: whatever it accepts, serde_json accepts too (RFC 8259
+/// numbers, literals and strings, no control characters in strings, only
+/// the standard escapes), and so does `str::from_utf8`. `None` means "not
+/// proven valid": malformed JSON, a value that is not an object, invalid
+/// UTF-8, or nesting deeper than 128. Callers then take the full parse,
+/// which gives the precise error.
+///
+/// ```
+/// use drover::wire::scan_object;
+///
+/// let event = br#"{"choices":[{"delta":{"content":"hi"}}],"model":"m"}"#;
+/// let top = scan_object(event).expect("a valid object");
+/// assert_eq!(&event[top.model.expect("has a model")], br#""m""#);
+/// assert_eq!(top.done, None);
+/// assert!(!top.unusual);
+/// assert!(scan_object(br#"{"a":01}"#).is_none());
+/// assert!(scan_object(b"[1,2]").is_none());
+/// ```
+pub fn scan_object(b: &[u8]) -> Option<TopLevel> {
+    let mut top = TopLevel::default();
+    let (mut seen_done, mut seen_error) = (false, false);
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(top);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (key_end, escaped) = checked_string_end(b, i)?;
+        let key = &b[i + 1..key_end - 1];
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(b, i + 1);
+        let end = checked_value_end(b, start)?;
+        let value = &b[start..end];
+        if escaped {
+            top.unusual = true;
+        } else {
+            match key {
+                b"model" if top.model.is_none() && value[0] == b'"' => top.model = Some(start..end),
+                b"done" => {
+                    top.unusual |= seen_done;
+                    seen_done = true;
+                    match value {
+                        b"true" => top.done = Some(true),
+                        b"false" => top.done = Some(false),
+                        _ => top.unusual = true,
+                    }
+                }
+                b"error" => {
+                    top.unusual |= seen_error || value != b"null";
+                    seen_error = true;
+                }
+                _ => {}
+            }
+        }
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(top),
+            _ => return None,
+        }
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` that is a quote, a backslash or below
+/// 0x20. The lowest set bit is exact (the usual zero-byte trick can only
+/// flag bytes wrongly above a true one), so it locates the first such byte.
+fn special_mask(w: u64) -> u64 {
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    zero(w ^ (ONES * u64::from(b'"')))
+        | zero(w ^ (ONES * u64::from(b'\\')))
+        | w.wrapping_sub(ONES * 0x20) & !w & HIGH
+}
+
+/// Validates the string whose opening quote is at `i`: returns the index
+/// just past its closing quote and whether it holds escapes. `None` for a
+/// control character, a bad escape, invalid UTF-8 or no closing quote.
+fn checked_string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let mut j = i + 1;
+    let (mut escaped, mut non_ascii) = (false, false);
+    loop {
+        // Eight bytes at a time, jumping to the first one that matters.
+        let c = if let Some(chunk) = b.get(j..j + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let w = u64::from_le_bytes(word);
+            let mask = special_mask(w);
+            if mask == 0 {
+                non_ascii |= w & HIGH != 0;
+                j += 8;
+                continue;
+            }
+            let k = (mask.trailing_zeros() / 8) as usize;
+            non_ascii |= w & HIGH & ((1u64 << (8 * k)) - 1) != 0;
+            j += k;
+            b[j]
+        } else {
+            let c = *b.get(j)?;
+            if c >= 0x20 && c != b'"' && c != b'\\' {
+                non_ascii |= c >= 0x80;
+                j += 1;
+                continue;
+            }
+            c
+        };
+        match c {
+            b'"' => {
+                if non_ascii && std::str::from_utf8(&b[i + 1..j]).is_err() {
+                    return None;
+                }
+                return Some((j + 1, escaped));
+            }
+            b'\\' => {
+                escaped = true;
+                match *b.get(j + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
+                    b'u' => {
+                        let hex = b.get(j + 2..j + 6)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        j += 6;
+                    }
+                    _ => return None,
+                }
+            }
+            // A control character.
+            _ => return None,
+        }
+    }
+}
+
+/// The index just past the number that starts at `i` (RFC 8259 grammar).
+fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |b: &[u8], mut i: usize| {
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        (i > start).then_some(i)
+    };
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match b.get(i)? {
+        b'0' => i + 1,
+        b'1'..=b'9' => digits(b, i)?,
+        _ => return None,
+    };
+    if b.get(i) == Some(&b'.') {
+        i = digits(b, i + 1)?;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        i = digits(b, i)?;
+    }
+    Some(i)
+}
+
+/// Validates the value that starts at `i` and returns the index just past
+/// it. Arrays and objects are walked without recursion; their nesting is a
+/// bit stack (1 for an object), at most [`MAX_DEPTH`] deep.
+fn checked_value_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut objects: u128 = 0;
+    let mut depth = 0u32;
+    loop {
+        // A value starts at `i`.
+        match *b.get(i)? {
+            open @ (b'{' | b'[') => {
+                if depth == MAX_DEPTH {
+                    return None;
+                }
+                depth += 1;
+                objects = objects << 1 | u128::from(open == b'{');
+                i = skip_ws(b, i + 1);
+                let close = if open == b'{' { b'}' } else { b']' };
+                if b.get(i) == Some(&close) {
+                    objects >>= 1;
+                    depth -= 1;
+                    i += 1;
+                } else {
+                    if open == b'{' {
+                        i = member_value_start(b, i)?;
+                    }
+                    continue;
+                }
+            }
+            b'"' => i = checked_string_end(b, i)?.0,
+            b't' => i = literal_end(b, i, b"true")?,
+            b'f' => i = literal_end(b, i, b"false")?,
+            b'n' => i = literal_end(b, i, b"null")?,
+            b'-' | b'0'..=b'9' => i = number_end(b, i)?,
+            _ => return None,
+        }
+        // A value ended at `i`: close containers until one has more.
+        loop {
+            if depth == 0 {
+                return Some(i);
+            }
+            i = skip_ws(b, i);
+            let in_object = objects & 1 == 1;
+            match (*b.get(i)?, in_object) {
+                (b',', _) => {
+                    i = skip_ws(b, i + 1);
+                    if in_object {
+                        i = member_value_start(b, i)?;
+                    }
+                    break;
+                }
+                (b'}', true) | (b']', false) => {
+                    objects >>= 1;
+                    depth -= 1;
+                    i += 1;
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Checks an object member's `"key" :` at `i` and returns where its value
+/// starts.
+fn member_value_start(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let i = skip_ws(b, checked_string_end(b, i)?.0);
+    if b.get(i) != Some(&b':') {
+        return None;
+    }
+    Some(skip_ws(b, i + 1))
+}
+
+fn literal_end(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    (b.get(i..i + word.len())? == word).then_some(i + word.len())
+}
+
 /// Appends `b` to `out` with the top-level `model` string replaced by
 /// `model` (already JSON-escaped, quotes included). `b` goes out unchanged
 /// when it has no such field or already names `model`.
 pub(crate) fn write_with_model(b: &[u8], quoted_model: &[u8], out: &mut Vec<u8>) {
-    match top_level_string(b, "model") {
+    write_with_model_at(b, top_level_string(b, "model"), quoted_model, out);
+}
+
+/// [`write_with_model`] with the range of `b`'s `model` string already
+/// known (from [`top_level_string`] or [`scan_object`]).
+pub(crate) fn write_with_model_at(
+    b: &[u8],
+    model: Option<Range<usize>>,
+    quoted_model: &[u8],
+    out: &mut Vec<u8>,
+) {
+    match model {
         Some(r) if &b[r.clone()] != quoted_model => {
             out.extend_from_slice(&b[..r.start]);
             out.extend_from_slice(quoted_model);
@@ -267,6 +553,151 @@ mod tests {
             top_level_string(br#"{"a":"\\","model":"q"}"#, "model"),
             Some(18..21)
         );
+    }
+
+    /// serde_json's verdict, as the stream translator's full parse gives it.
+    fn serde_accepts(b: &[u8]) -> bool {
+        serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
+            && std::str::from_utf8(b).is_ok()
+            && b.trim_ascii_start().first() == Some(&b'{')
+    }
+
+    #[test]
+    fn scan_object_accepts_what_serde_accepts() {
+        for ok in [
+            &br#"{}"#[..],
+            br#" { } "#,
+            br#"{"a":1,"b":-0.5e+10,"c":[true,false,null,{"d":[]}],"e":"x\"\\\/\b\f\n\r\t\u00e9"}"#,
+            br#"{"model":"m","done":true}"#,
+            br#"{"error":null,"done":false}"#,
+            "{\"t\":\"h\u{e9}llo w\u{f6}rld \u{1f600} and more than eight bytes\"}".as_bytes(),
+            br#"{"n":[0,1,-1,10,1.5,1e5,1E-5,-0.0e0]}"#,
+            b"{\t\"a\"\r\n:\n[ 1 , 2 ]\n}",
+            br#"{"deep":[[[[[[[[[[{"x":[]}]]]]]]]]]]}"#,
+        ] {
+            assert!(
+                serde_accepts(ok),
+                "serde accepts {}",
+                String::from_utf8_lossy(ok)
+            );
+            assert!(scan_object(ok).is_some(), "{}", String::from_utf8_lossy(ok));
+        }
+    }
+
+    #[test]
+    fn scan_object_rejects_what_serde_or_utf8_rejects() {
+        for bad in [
+            &b""[..],
+            b"[]",
+            b"\"s\"",
+            b"1",
+            b"{",
+            b"{}x",
+            b"{} {}",
+            br#"{"a"}"#,
+            br#"{"a":}"#,
+            br#"{"a":1,}"#,
+            br#"{,"a":1}"#,
+            br#"{"a":[1,]}"#,
+            br#"{"a":[1 2]}"#,
+            br#"{"a":01}"#,
+            br#"{"a":1.}"#,
+            br#"{"a":.5}"#,
+            br#"{"a":1e}"#,
+            br#"{"a":-}"#,
+            br#"{"a":+1}"#,
+            br#"{"a":tru}"#,
+            br#"{"a":nul}"#,
+            br#"{"a":True}"#,
+            br#"{"a":"\x"}"#,
+            br#"{"a":"\u12g4"}"#,
+            br#"{"a":"unterminated}"#,
+            b"{\"a\":\"tab\there\"}",
+            b"{\"a\":\"new\nline in a long string\"}",
+            b"{\"a\":\"\xff\"}",
+            b"{\"a\":\"abcdefgh\xc3\"}",
+            b"{\"a\":\"\xed\xa0\x80\"}",
+            br#"{"a":[}"#,
+            br#"{"a":{]}"#,
+            br#"{"a":[1]]}"#,
+            br#"{1:2}"#,
+            b"{\"a\":1}\x00",
+        ] {
+            assert!(
+                !serde_accepts(bad),
+                "serde rejects {}",
+                String::from_utf8_lossy(bad)
+            );
+            assert_eq!(scan_object(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        // Deeper than serde_json's limit: left to the full parse.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(scan_object(deep.as_bytes()), None);
+        let at_limit = format!("{{\"a\":{}{}}}", "[".repeat(127), "]".repeat(127));
+        assert!(scan_object(at_limit.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn scan_object_agrees_with_serde_wherever_a_special_byte_falls() {
+        // Every position of a word for a quote, an escape, a control byte,
+        // a UTF-8 sequence and a broken one, after strings of 0..20 bytes.
+        let pieces: [&[u8]; 7] = [
+            b"\\\"",
+            b"\\u00e9",
+            b"\t",
+            "\u{e9}".as_bytes(),
+            "\u{1f600}".as_bytes(),
+            b"\xc3",
+            b"\xff",
+        ];
+        let mut checked = 0;
+        for len in 0..20 {
+            for piece in pieces {
+                for at in 0..=len {
+                    let mut text = vec![b'a'; len];
+                    text.splice(at..at, piece.iter().copied());
+                    let mut doc = br#"{"k":""#.to_vec();
+                    doc.extend_from_slice(&text);
+                    doc.extend_from_slice(br#"","z":1}"#);
+                    assert_eq!(
+                        scan_object(&doc).is_some(),
+                        serde_accepts(&doc),
+                        "{}",
+                        String::from_utf8_lossy(&doc)
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 7 * (1..=20).sum::<usize>());
+    }
+
+    #[test]
+    fn scan_object_reports_model_done_and_what_needs_the_full_parse() {
+        let b = br#"{"a":{"model":"inner"},"model":"m\"1","done":true,"model":"second"}"#;
+        let top = scan_object(b).expect("valid");
+        assert_eq!(top.model, top_level_string(b, "model"));
+        assert_eq!(top.done, Some(true));
+        assert!(!top.unusual);
+        let plain = |b: &[u8]| scan_object(b).expect("valid");
+        assert_eq!(plain(br#"{"model":5}"#).model, None);
+        assert_eq!(plain(br#"{"done":false}"#).done, Some(false));
+        assert!(!plain(br#"{"error":null}"#).unusual);
+        for unusual in [
+            &br#"{"error":"boom"}"#[..],
+            br#"{"error":{"message":"boom"}}"#,
+            br#"{"error":null,"error":null}"#,
+            br#"{"done":1}"#,
+            br#"{"done":null}"#,
+            br#"{"done":true,"done":true}"#,
+            br#"{"d\u006fne":true}"#,
+        ] {
+            assert!(
+                plain(unusual).unusual,
+                "{}",
+                String::from_utf8_lossy(unusual)
+            );
+        }
     }
 
     #[test]

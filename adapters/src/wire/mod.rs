@@ -53,6 +53,7 @@ use serde_json::{Map, Value};
 
 pub use decode::{PREFIX_BLOCK_BYTES, PREFIX_MAX_BLOCKS, decode};
 pub(crate) use json::kind as json_kind;
+pub use json::{TopLevel, scan_object};
 pub use ndjson::NdjsonParser;
 pub use request::upstream_request;
 pub use response::translate_response;

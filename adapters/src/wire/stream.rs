@@ -354,7 +354,12 @@ impl StreamTranslator {
                     object(data)?;
                     if self.mode == Mode::PassSse && self.first_token {
                         // Past the first token only the end, errors and
-                        // validity matter: a cheaper parse.
+                        // validity matter: one validating scan, or a
+                        // cheaper parse when the scan cannot decide.
+                        if let Some(top) = j::scan_object(data).filter(|t| !t.unusual) {
+                            self.pass_sse_with(data, raw, top.model, out);
+                            continue;
+                        }
                         let light: Light<'_> =
                             serde_json::from_slice(data).map_err(|e| bad_json("event", &e))?;
                         upstream_error(&light.error)?;
@@ -389,10 +394,23 @@ impl StreamTranslator {
     /// Writes one SSE event as received, or normalised with the client's
     /// model when the event names another.
     fn pass_sse(&mut self, data: &[u8], raw: &[u8], out: &mut Vec<u8>) {
-        match j::top_level_string(data, "model") {
+        let model = j::top_level_string(data, "model");
+        self.pass_sse_with(data, raw, model, out);
+    }
+
+    /// [`Self::pass_sse`] with the range of the event's `model` string
+    /// already known.
+    fn pass_sse_with(
+        &mut self,
+        data: &[u8],
+        raw: &[u8],
+        model: Option<std::ops::Range<usize>>,
+        out: &mut Vec<u8>,
+    ) {
+        match model {
             Some(r) if data[r.clone()] != self.quoted_model[..] => {
                 self.scratch.clear();
-                j::write_with_model(data, &self.quoted_model, &mut self.scratch);
+                j::write_with_model_at(data, Some(r), &self.quoted_model, &mut self.scratch);
                 for line in self.scratch.split(|&b| b == b'\n') {
                     out.extend_from_slice(b"data: ");
                     out.extend_from_slice(line);
@@ -415,6 +433,12 @@ impl StreamTranslator {
             };
             object(line)?;
             if self.mode == Mode::PassNdjson && self.first_token {
+                if let Some(top) = j::scan_object(line).filter(|t| !t.unusual) {
+                    j::write_with_model_at(line, top.model, &self.quoted_model, out);
+                    out.push(b'\n');
+                    self.done = top.done.unwrap_or(false);
+                    continue;
+                }
                 let light: Light<'_> =
                     serde_json::from_slice(line).map_err(|e| bad_json("line", &e))?;
                 upstream_error(&light.error)?;
