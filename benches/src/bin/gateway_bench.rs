@@ -335,6 +335,7 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
                     concurrency: conc,
                     warmup: Duration::from_millis(args.warmup_ms),
                     duration: Duration::from_secs_f64(args.secs),
+                    max_requests: None,
                 };
                 let cpu_before = t.pid.and_then(|p| procinfo::cpu_tree_us(p).ok());
                 let result = loadgen::run(&spec);

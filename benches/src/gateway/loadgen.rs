@@ -30,6 +30,11 @@ pub struct LoadSpec {
     pub warmup: Duration,
     /// The measured span.
     pub duration: Duration,
+    /// Stop after this many requests in all (split evenly over the
+    /// connections, the first ones taking the remainder) once the warm-up
+    /// is over, even if `duration` has not passed. Errors count toward it,
+    /// so a dead target still ends the cell.
+    pub max_requests: Option<u64>,
 }
 
 /// What one cell measured.
@@ -73,7 +78,11 @@ pub fn run(spec: &LoadSpec) -> LoadResult {
             .map(|i| {
                 let addr = spec.addrs[i % spec.addrs.len().max(1)];
                 let barrier = &barrier;
-                scope.spawn(move || worker(spec, addr, barrier))
+                let quota = spec.max_requests.map(|m| {
+                    let n = n as u64;
+                    m / n + u64::from((i as u64) < m % n)
+                });
+                scope.spawn(move || worker(spec, addr, barrier, quota))
             })
             .collect();
         handles
@@ -100,7 +109,7 @@ pub fn run(spec: &LoadSpec) -> LoadResult {
 /// Errors in a row after which a worker gives up (a dead target).
 const MAX_ERRORS_IN_A_ROW: u32 = 50;
 
-fn worker(spec: &LoadSpec, addr: SocketAddr, barrier: &Barrier) -> LoadResult {
+fn worker(spec: &LoadSpec, addr: SocketAddr, barrier: &Barrier, quota: Option<u64>) -> LoadResult {
     let request = request_bytes(addr, &spec.path, &spec.body);
     let mut out = LoadResult {
         duration: spec.duration,
@@ -114,7 +123,10 @@ fn worker(spec: &LoadSpec, addr: SocketAddr, barrier: &Barrier) -> LoadResult {
     let mut in_a_row = 0;
     loop {
         let t0 = Instant::now();
-        if t0 >= end || in_a_row >= MAX_ERRORS_IN_A_ROW {
+        if t0 >= end
+            || in_a_row >= MAX_ERRORS_IN_A_ROW
+            || quota.is_some_and(|q| out.requests + out.errors >= q)
+        {
             break;
         }
         let c = match conn.take().map_or_else(|| Conn::open(addr), Ok) {
@@ -324,6 +336,7 @@ mod tests {
             concurrency,
             warmup: Duration::from_millis(20),
             duration: Duration::from_millis(200),
+            max_requests: None,
         }
     }
 
@@ -340,6 +353,25 @@ mod tests {
             assert!(r.rps() > 0.0);
         }
         assert!(s.requests().total > 20);
+    }
+
+    #[test]
+    fn a_request_cap_ends_the_cell_at_exactly_that_count() {
+        let s = FakeServer::start(FakeSpec::new(NodeKind::OpenAiCompat, &["m"])).expect("start");
+        let capped = LoadSpec {
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(30),
+            max_requests: Some(101),
+            ..spec(&s, true, 3)
+        };
+        let started = Instant::now();
+        let r = run(&capped);
+        assert_eq!((r.requests, r.errors), (101, 0), "{:?}", r.first_error);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "stopped by the cap"
+        );
+        assert_eq!(s.requests().total, 101);
     }
 
     #[test]
