@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use drover::fake::{Behaviour, FakeServer, FakeSpec};
 use drover_benches::gateway::loadgen::{self, LoadResult, LoadSpec};
 use drover_benches::gateway::nginx::{self, Nginx};
-use drover_benches::gateway::procinfo;
+use drover_benches::gateway::{self, procinfo};
 use drover_core::node::NodeKind;
 
 const HELP: &str = "gateway_bench: direct vs nginx vs drover over fast fake upstreams
@@ -122,17 +122,7 @@ struct Drover {
 impl Drover {
     fn start(cmd: &str, upstreams: &[SocketAddr], dir: &Path) -> io::Result<Drover> {
         let addr = SocketAddr::from(([127, 0, 0, 1], procinfo::free_port()?));
-        let nodes: Vec<serde_json::Value> = upstreams
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                serde_json::json!({
-                    "name": format!("fake-{i}"), "kind": "openai_compat",
-                    "baseUrl": format!("http://{u}"), "maxConcurrency": 1024, "weight": 1,
-                    "models": [MODEL],
-                })
-            })
-            .collect();
+        let nodes = gateway::nodes_json(upstreams, MODEL);
         let nodes_path = dir.join("nodes.json");
         std::fs::write(&nodes_path, serde_json::to_vec_pretty(&nodes)?)?;
         let urls: Vec<String> = upstreams.iter().map(|u| format!("http://{u}")).collect();
@@ -204,17 +194,7 @@ struct Row {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            println!("{HELP}");
-            return;
-        }
-        Err(e) => {
-            eprintln!("gateway_bench: {e}\n\n{HELP}");
-            std::process::exit(2);
-        }
-    };
+    let args = gateway::args_or_exit("gateway_bench", HELP, parse_args());
     if let Err(e) = run(&args) {
         eprintln!("gateway_bench: {e}");
         std::process::exit(1);

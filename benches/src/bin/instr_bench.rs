@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use drover::fake::{Behaviour, FakeServer, FakeSpec};
 use drover_benches::gateway::loadgen::{self, LoadSpec};
-use drover_benches::gateway::{nginx, procinfo};
+use drover_benches::gateway::{self, nginx, procinfo};
 use drover_core::node::NodeKind;
 
 const HELP: &str = "instr_bench: user-space instructions per request, drover vs nginx (callgrind)
@@ -103,17 +103,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            println!("{HELP}");
-            return;
-        }
-        Err(e) => {
-            eprintln!("instr_bench: {e}\n\n{HELP}");
-            std::process::exit(2);
-        }
-    };
+    let args = gateway::args_or_exit("instr_bench", HELP, parse_args());
     let dir = std::env::temp_dir().join(format!("drover-instr-bench-{}", std::process::id()));
     let result = fs::create_dir_all(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))
@@ -164,17 +154,7 @@ impl Proxy {
                 ])
             }
             Proxy::Drover(bin) => {
-                let nodes: Vec<serde_json::Value> = upstreams
-                    .iter()
-                    .enumerate()
-                    .map(|(i, u)| {
-                        serde_json::json!({
-                            "name": format!("fake-{i}"), "kind": "openai_compat",
-                            "baseUrl": format!("http://{u}"), "maxConcurrency": 1024,
-                            "weight": 1, "models": [MODEL],
-                        })
-                    })
-                    .collect();
+                let nodes = gateway::nodes_json(upstreams, MODEL);
                 let nodes_path = dir.join("nodes.json");
                 fs::write(&nodes_path, serde_json::to_vec_pretty(&nodes)?)?;
                 let config = dir.join("drover.toml");
