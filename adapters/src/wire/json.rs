@@ -134,7 +134,7 @@ const MAX_DEPTH: u32 = 128;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopLevel {
     /// The value of the first top-level `model` field when it is a string
-    /// (quotes included), as [`top_level_string`] finds it.
+    /// (quotes included); a key written with escapes does not count.
     pub model: Option<Range<usize>>,
     /// The top-level `done` field, when it is `true` or `false`.
     pub done: Option<bool>,
