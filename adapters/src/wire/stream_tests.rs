@@ -486,6 +486,30 @@ fn garbage_error_objects_and_overlong_lines_are_invalid() {
     let long = format!("data: {}\n\n", "x".repeat(5000));
     let (_, r) = drive(&chat, OpenAiCompat, &[long.as_bytes()]);
     assert!(r.is_err());
+    // Past the first token, where one scan replaces the parse: bad bytes
+    // and bad JSON are still refused, with the parse's reasons.
+    let token = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
+    for (late, want) in [
+        (&b"data: {\"x\":\"\xff\"}\n\n"[..], "UTF-8"),
+        (b"data: {\"x\":01}\n\n", "bad event"),
+        (b"data: {\"done\":\"yes\"}\n\n", "bad event"),
+    ] {
+        let input = [token.as_bytes(), late].concat();
+        let (out, r) = all_splits(&chat, OpenAiCompat, &input);
+        assert!(r.expect_err(want).reason.contains(want));
+        assert_eq!(out, token.as_bytes(), "only the first token went out");
+    }
+    let token = "{\"message\":{\"content\":\"a\"}}\n";
+    for (late, want) in [
+        (&b"{\"x\":\"\xe2\x82\"}\n"[..], "UTF-8"),
+        (b"{\"x\":[1,]}\n", "bad line"),
+        (b"{\"done\":1}\n", "bad line"),
+    ] {
+        let input = [token.as_bytes(), late].concat();
+        let (out, r) = all_splits(&ollama, Ollama, &input);
+        assert!(r.expect_err(want).reason.contains(want));
+        assert_eq!(out, token.as_bytes(), "only the first token went out");
+    }
 }
 
 #[test]
