@@ -488,27 +488,46 @@ fn garbage_error_objects_and_overlong_lines_are_invalid() {
     assert!(r.is_err());
     // Past the first token, where one scan replaces the parse: bad bytes
     // and bad JSON are still refused, with the parse's reasons.
-    let token = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
-    for (late, want) in [
-        (&b"data: {\"x\":\"\xff\"}\n\n"[..], "UTF-8"),
-        (b"data: {\"x\":01}\n\n", "bad event"),
-        (b"data: {\"done\":\"yes\"}\n\n", "bad event"),
-    ] {
-        let input = [token.as_bytes(), late].concat();
-        let (out, r) = all_splits(&chat, OpenAiCompat, &input);
+    let sse_token = &b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"[..];
+    let ndjson_token = &b"{\"message\":{\"content\":\"a\"}}\n"[..];
+    // (request, node kind, first-token bytes, late bytes, expected reason)
+    type Late<'a> = (&'a Inbound, NodeKind, &'a [u8], &'a [u8], &'a str);
+    let late_cases: [Late<'_>; 6] = [
+        (
+            &chat,
+            OpenAiCompat,
+            sse_token,
+            b"data: {\"x\":\"\xff\"}\n\n",
+            "UTF-8",
+        ),
+        (
+            &chat,
+            OpenAiCompat,
+            sse_token,
+            b"data: {\"x\":01}\n\n",
+            "bad event",
+        ),
+        (
+            &chat,
+            OpenAiCompat,
+            sse_token,
+            b"data: {\"done\":\"yes\"}\n\n",
+            "bad event",
+        ),
+        (
+            &ollama,
+            Ollama,
+            ndjson_token,
+            b"{\"x\":\"\xe2\x82\"}\n",
+            "UTF-8",
+        ),
+        (&ollama, Ollama, ndjson_token, b"{\"x\":[1,]}\n", "bad line"),
+        (&ollama, Ollama, ndjson_token, b"{\"done\":1}\n", "bad line"),
+    ];
+    for (inb, kind, token, late, want) in late_cases {
+        let (out, r) = all_splits(inb, kind, &[token, late].concat());
         assert!(r.expect_err(want).reason.contains(want));
-        assert_eq!(out, token.as_bytes(), "only the first token went out");
-    }
-    let token = "{\"message\":{\"content\":\"a\"}}\n";
-    for (late, want) in [
-        (&b"{\"x\":\"\xe2\x82\"}\n"[..], "UTF-8"),
-        (b"{\"x\":[1,]}\n", "bad line"),
-        (b"{\"done\":1}\n", "bad line"),
-    ] {
-        let input = [token.as_bytes(), late].concat();
-        let (out, r) = all_splits(&ollama, Ollama, &input);
-        assert!(r.expect_err(want).reason.contains(want));
-        assert_eq!(out, token.as_bytes(), "only the first token went out");
+        assert_eq!(out, token, "only the first token went out");
     }
 }
 
