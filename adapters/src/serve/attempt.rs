@@ -69,7 +69,7 @@ pub(crate) async fn run(
     node: NodeId,
     node_model: Arc<str>,
     inb: Arc<Inbound>,
-    request_id: Arc<str>,
+    request_id: HeaderValue,
 ) -> AttemptMsg {
     let Some(up) = gw.upstream(node) else {
         // The node was removed between the decision and now.
@@ -87,9 +87,7 @@ pub(crate) async fn run(
     // The client's request id goes upstream too, so that a node's logs
     // can be matched with the gateway's (it was checked to be 1 to 128
     // visible ASCII characters).
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        builder = builder.header(super::http::REQUEST_ID, v);
-    }
+    builder = builder.header(super::http::REQUEST_ID, request_id);
     if let Some(auth) = &up.auth {
         builder = builder.header(AUTHORIZATION, auth.clone());
     }

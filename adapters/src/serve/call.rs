@@ -31,6 +31,7 @@ use drover_core::reason::{Failure, NoNode, Reject};
 use drover_core::route::Query;
 use drover_core::shared::CallHandle;
 use drover_core::trace::TraceId;
+use http::HeaderValue;
 use smol::channel::Receiver;
 
 use super::attempt::{self, AttemptMsg, StreamRest};
@@ -82,7 +83,7 @@ pub(crate) async fn drive(
     query: Query,
     trace: TraceId,
     payload_bytes: u32,
-    request_id: Arc<str>,
+    request_id: HeaderValue,
 ) -> Reply {
     let req = Request {
         trace,

@@ -63,17 +63,15 @@ pub async fn handle(
     let mut resp = match endpoint {
         Some(ep) => match client_auth(&gw, &req, conn.peer.ip()) {
             Err(e) => error(ep.front(), e),
-            Ok(()) => inference(&gw, ep, req, trace, &request_id).await,
+            Ok(()) => inference(&gw, ep, req, trace, request_id.clone()).await,
         },
         // Boxed: the operator and catalog routes need a larger future than
         // inference, and hyper copies this one into place for every request.
         None => Box::pin(other(&gw, req, conn.peer.ip(), trace)).await,
     };
     let headers = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert(REQUEST_ID, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("{:016x}", trace.0)) {
+    headers.insert(REQUEST_ID, request_id);
+    if let Ok(v) = HeaderValue::from_bytes(&wire::hex16(trace.0)) {
         headers.insert(TRACE_HEADER, v);
     }
     gw.stats.record_response(label, resp.status().as_u16());
@@ -82,13 +80,21 @@ pub async fn handle(
 
 /// The request id to answer with: the client's when it is 1 to 128
 /// visible ASCII characters, else one made from the trace id.
-fn request_id(headers: &HeaderMap, trace: u64) -> String {
-    match headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        Some(s) if (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => {
-            s.to_owned()
+fn request_id(headers: &HeaderMap, trace: u64) -> HeaderValue {
+    match headers.get(REQUEST_ID).map(HeaderValue::as_bytes) {
+        // Copied, so that the request head's buffer is not kept alive.
+        Some(s) if (1..=128).contains(&s.len()) && s.iter().all(u8::is_ascii_graphic) => {
+            HeaderValue::from_bytes(s).unwrap_or_else(|_| made_request_id(trace))
         }
-        _ => format!("drover-{trace:016x}"),
+        _ => made_request_id(trace),
     }
+}
+
+/// `drover-` and the trace id in hex.
+fn made_request_id(trace: u64) -> HeaderValue {
+    let mut id = *b"drover-0000000000000000";
+    id[7..].copy_from_slice(&wire::hex16(trace));
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("drover"))
 }
 
 /// A bounded metrics label for a non-inference path.
@@ -269,7 +275,7 @@ async fn inference(
     ep: Endpoint,
     req: http::Request<Incoming>,
     trace: drover_core::trace::TraceId,
-    request_id: &str,
+    request_id: HeaderValue,
 ) -> Response<GwBody> {
     let front = ep.front();
     let body = match read_body(gw, req).await {
@@ -319,15 +325,7 @@ async fn inference(
     };
     // The core's call deadline, on the wall clock: a stream is cut there.
     let deadline = std::time::Instant::now() + gw.cfg.timeouts.stream_total;
-    let reply = call::drive(
-        gw,
-        inb.clone(),
-        query,
-        trace,
-        payload,
-        Arc::from(request_id),
-    )
-    .await;
+    let reply = call::drive(gw, inb.clone(), query, trace, payload, request_id).await;
     left_early.answered = true;
     match reply {
         Reply::Full(b) => json_response(StatusCode::OK, b),
@@ -477,12 +475,17 @@ mod tests {
     fn request_ids_are_kept_when_sane_and_made_otherwise() {
         let mut h = HeaderMap::new();
         assert_eq!(request_id(&h, 0xab), "drover-00000000000000ab");
+        assert_eq!(request_id(&h, u64::MAX), "drover-ffffffffffffffff");
         h.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
         assert_eq!(request_id(&h, 1), "abc-123");
         h.insert(REQUEST_ID, HeaderValue::from_static("has space"));
         assert_eq!(request_id(&h, 1), "drover-0000000000000001");
         h.insert(REQUEST_ID, HeaderValue::from_str(&"x".repeat(129)).unwrap());
         assert_eq!(request_id(&h, 1), "drover-0000000000000001");
+        h.insert(REQUEST_ID, HeaderValue::from_str(&"x".repeat(128)).unwrap());
+        assert_eq!(request_id(&h, 1), "x".repeat(128).as_str());
+        h.insert(REQUEST_ID, HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+        assert_eq!(request_id(&h, 2), "drover-0000000000000002");
     }
 
     #[test]

@@ -171,13 +171,50 @@ pub struct TopLevel {
 pub fn scan_object(b: &[u8]) -> Option<TopLevel> {
     let mut top = TopLevel::default();
     let (mut seen_done, mut seen_error) = (false, false);
+    scan_members(b, |key, escaped, range| {
+        let value = &b[range.clone()];
+        if escaped {
+            top.unusual = true;
+            return;
+        }
+        match key {
+            b"model" if top.model.is_none() && value[0] == b'"' => top.model = Some(range),
+            b"done" => {
+                top.unusual |= seen_done;
+                seen_done = true;
+                match value {
+                    b"true" => top.done = Some(true),
+                    b"false" => top.done = Some(false),
+                    _ => top.unusual = true,
+                }
+            }
+            b"error" => {
+                top.unusual |= seen_error || value != b"null";
+                seen_error = true;
+            }
+            _ => {}
+        }
+    })?;
+    Some(top)
+}
+
+/// The validating pass of [`scan_object`], calling `member(key, escaped,
+/// value)` for each top-level member in order: the key's bytes between its
+/// quotes (escapes not decoded), whether it holds escapes, and the range of
+/// its value in `b` (never empty). `None` when `b` is not proven to be one
+/// valid JSON object; `member` may have been called for members before the
+/// problem.
+pub(crate) fn scan_members(
+    b: &[u8],
+    mut member: impl FnMut(&[u8], bool, Range<usize>),
+) -> Option<()> {
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_ws(b, i + 1);
     if b.get(i) == Some(&b'}') {
-        return (skip_ws(b, i + 1) == b.len()).then_some(top);
+        return (skip_ws(b, i + 1) == b.len()).then_some(());
     }
     loop {
         if b.get(i) != Some(&b'"') {
@@ -191,32 +228,11 @@ pub fn scan_object(b: &[u8]) -> Option<TopLevel> {
         }
         let start = skip_ws(b, i + 1);
         let end = checked_value_end(b, start)?;
-        let value = &b[start..end];
-        if escaped {
-            top.unusual = true;
-        } else {
-            match key {
-                b"model" if top.model.is_none() && value[0] == b'"' => top.model = Some(start..end),
-                b"done" => {
-                    top.unusual |= seen_done;
-                    seen_done = true;
-                    match value {
-                        b"true" => top.done = Some(true),
-                        b"false" => top.done = Some(false),
-                        _ => top.unusual = true,
-                    }
-                }
-                b"error" => {
-                    top.unusual |= seen_error || value != b"null";
-                    seen_error = true;
-                }
-                _ => {}
-            }
-        }
+        member(key, escaped, start..end);
         i = skip_ws(b, end);
         match b.get(i) {
             Some(b',') => i = skip_ws(b, i + 1),
-            Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(top),
+            Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(()),
             _ => return None,
         }
     }
@@ -503,6 +519,26 @@ pub(crate) fn rfc3339_to_unix(s: &str) -> Option<i64> {
     Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset)
 }
 
+/// `n` as 16 lower-case hex digits, zero-padded: `format!("{n:016x}")`
+/// without the formatting machinery, for ids made on every call.
+pub(crate) fn hex16(n: u64) -> [u8; 16] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = DIGITS[(n >> (60 - 4 * i) & 0xf) as usize];
+    }
+    out
+}
+
+/// `prefix` followed by [`hex16`] of `n`.
+pub(crate) fn prefixed_hex(prefix: &str, n: u64) -> String {
+    let mut s = String::with_capacity(prefix.len() + 16);
+    s.push_str(prefix);
+    // Hex digits are ASCII.
+    s.extend(hex16(n).iter().map(|&b| char::from(b)));
+    s
+}
+
 /// An RFC 3339 UTC timestamp (`YYYY-MM-DDTHH:MM:SSZ`) of Unix seconds.
 pub(crate) fn unix_to_rfc3339(secs: i64) -> String {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
@@ -730,6 +766,10 @@ mod tests {
         );
         assert_eq!(unix_to_rfc3339(1_714_566_896), "2024-05-01T12:34:56Z");
         assert_eq!(unix_to_rfc3339(0), "1970-01-01T00:00:00Z");
+        for n in [0, 1, 0xab, 0x0123_4567_89ab_cdef, u64::MAX, 1 << 63] {
+            assert_eq!(hex16(n), *format!("{n:016x}").as_bytes());
+            assert_eq!(prefixed_hex("id-", n), format!("id-{n:016x}"));
+        }
         for t in [0, 951_782_400, 1_709_164_800, 4_102_444_799] {
             assert_eq!(rfc3339_to_unix(&unix_to_rfc3339(t)), Some(t));
         }

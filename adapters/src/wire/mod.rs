@@ -52,6 +52,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use decode::{PREFIX_BLOCK_BYTES, PREFIX_MAX_BLOCKS, decode};
+pub(crate) use json::hex16;
 pub(crate) use json::kind as json_kind;
 pub use json::{TopLevel, scan_object};
 pub use ndjson::NdjsonParser;

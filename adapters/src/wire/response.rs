@@ -25,6 +25,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use drover_core::node::NodeKind;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -41,23 +42,27 @@ pub fn translate_response(
     upstream: &[u8],
 ) -> Result<Vec<u8>, InvalidReply> {
     match (inb.endpoint, kind) {
-        (Endpoint::ChatCompletions, NodeKind::OpenAiCompat) => {
-            pass::<PassChat>(inb, upstream, |p| p.choices.0 > 0, "empty `choices`")
-        }
+        (Endpoint::ChatCompletions, NodeKind::OpenAiCompat) => pass::<PassChat>(
+            inb,
+            upstream,
+            (b"choices", Shape::NonEmptyArray),
+            |p| p.choices.0 > 0,
+            "empty `choices`",
+        ),
         (Endpoint::Embeddings, NodeKind::OpenAiCompat) => {
-            pass::<PassData>(inb, upstream, |_| true, "")
+            pass::<PassData>(inb, upstream, (b"data", Shape::Array), |_| true, "")
         }
         (Endpoint::OllamaChat, NodeKind::Ollama) => {
-            pass::<PassMessage>(inb, upstream, |_| true, "")
+            pass::<PassMessage>(inb, upstream, (b"message", Shape::Object), |_| true, "")
         }
         (Endpoint::OllamaGenerate, NodeKind::Ollama) => {
-            pass::<PassResponse>(inb, upstream, |_| true, "")
+            pass::<PassResponse>(inb, upstream, (b"response", Shape::String), |_| true, "")
         }
         (Endpoint::OllamaEmbed, NodeKind::Ollama) => {
-            pass::<PassEmbeddings>(inb, upstream, |_| true, "")
+            pass::<PassEmbeddings>(inb, upstream, (b"embeddings", Shape::Array), |_| true, "")
         }
         (Endpoint::OllamaEmbeddings, NodeKind::Ollama) => {
-            pass::<PassEmbedding>(inb, upstream, |_| true, "")
+            pass::<PassEmbedding>(inb, upstream, (b"embedding", Shape::Array), |_| true, "")
         }
         (Endpoint::ChatCompletions, NodeKind::Ollama) => ollama_chat_to_openai(inb, upstream),
         (Endpoint::OllamaChat | Endpoint::OllamaGenerate, NodeKind::OpenAiCompat) => {
@@ -83,7 +88,73 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(upstream: &'a [u8]) -> Result<T, Inv
     })
 }
 
+/// The JSON type a pass-through reply's required field must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Array,
+    NonEmptyArray,
+    Object,
+    /// A string without escapes: one with escapes is left to serde, which
+    /// refuses some (a lone surrogate) that the scan lets through.
+    String,
+}
+
+impl Shape {
+    /// Whether the valid JSON value `v` has this shape.
+    fn fits(self, v: &[u8]) -> bool {
+        match self {
+            Shape::Array => v[0] == b'[',
+            Shape::NonEmptyArray => {
+                v[0] == b'[' && v[1..].trim_ascii_start().first() != Some(&b']')
+            }
+            Shape::Object => v[0] == b'{',
+            Shape::String => v[0] == b'"' && !v.contains(&b'\\'),
+        }
+    }
+}
+
+/// The fast path of [`pass`]: one validating scan proves the reply a JSON
+/// object in UTF-8 whose field `key` appears once, unescaped, with the
+/// right `shape`. Then it yields the range of the first top-level `model`
+/// when that is a string (what [`j::write_with_model`] would replace).
+/// `None` sends the reply to the full parse, which accepts or refuses it
+/// with its precise reason.
+fn scan_pass(upstream: &[u8], key: &[u8], shape: Shape) -> Option<Option<Range<usize>>> {
+    let (mut found, mut fits, mut escaped_key) = (0u32, false, false);
+    let mut model: Option<Option<Range<usize>>> = None;
+    j::scan_members(upstream, |k, escaped, v| {
+        if escaped {
+            // It might spell `key` or `model`.
+            escaped_key = true;
+        } else if k == key {
+            found += 1;
+            fits = shape.fits(&upstream[v]);
+        } else if k == b"model" && model.is_none() {
+            model = Some((upstream[v.start] == b'"').then_some(v));
+        }
+    })?;
+    (!escaped_key && found == 1 && fits).then(|| model.flatten())
+}
+
 fn pass<'a, T: Deserialize<'a>>(
+    inb: &Inbound,
+    upstream: &'a [u8],
+    (key, shape): (&[u8], Shape),
+    ok: impl Fn(&T) -> bool,
+    why: &str,
+) -> Result<Vec<u8>, InvalidReply> {
+    match scan_pass(upstream, key, shape) {
+        Some(model) => {
+            let mut out = Vec::with_capacity(upstream.len() + inb.model.len());
+            j::write_with_model_at(upstream, model, &j::quoted(&inb.model), &mut out);
+            Ok(out)
+        }
+        None => pass_parsed::<T>(inb, upstream, ok, why),
+    }
+}
+
+/// The full path of [`pass`]: a serde parse that names what is wrong.
+fn pass_parsed<'a, T: Deserialize<'a>>(
     inb: &Inbound,
     upstream: &'a [u8],
     ok: impl Fn(&T) -> bool,
@@ -391,7 +462,7 @@ fn ollama_chat_to_openai(inb: &Inbound, upstream: &[u8]) -> Result<Vec<u8>, Inva
     }
     let finish = finish_reason(reply.done_reason.as_deref(), !calls.is_empty());
     let body = json!({
-        "id": format!("chatcmpl-{:016x}", inb.call_id),
+        "id": j::prefixed_hex("chatcmpl-", inb.call_id),
         "object": "chat.completion",
         "created": created_of(reply.created_at.as_deref()),
         "model": inb.model,
@@ -548,4 +619,92 @@ fn openai_embed_to_ollama(inb: &Inbound, upstream: &[u8]) -> Result<Vec<u8>, Inv
         embeddings: reply.data.iter().map(|i| i.embedding.as_slice()).collect(),
         prompt_eval_count: reply.usage.unwrap_or_default().prompt_tokens,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use drover_core::node::NodeKind::{Ollama, OpenAiCompat};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::wire::decode;
+
+    fn inbound(endpoint: Endpoint, body: Value) -> Inbound {
+        decode(endpoint, &serde_json::to_vec(&body).expect("JSON")).expect("valid body")
+    }
+
+    /// The pass-through scan takes a reply only where the full parse would
+    /// accept it, and then writes the same bytes; what it declines, the full
+    /// parse judges (and these tests see its verdict through
+    /// `translate_response`).
+    #[test]
+    fn the_pass_through_scan_agrees_with_the_full_parse() {
+        let inb = inbound(
+            Endpoint::ChatCompletions,
+            json!({"model": "client-m", "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        type Verdicts = (Option<Option<Range<usize>>>, Result<Vec<u8>, InvalidReply>);
+        let chat = |up: &[u8]| -> Verdicts {
+            let full = pass_parsed::<PassChat>(&inb, up, |p| p.choices.0 > 0, "empty `choices`");
+            (scan_pass(up, b"choices", Shape::NonEmptyArray), full)
+        };
+        // Taken by the scan, with the same output as the full parse.
+        let taken: &[&[u8]] = &[
+            br#"{"model":"node-m","choices":[{"message":{"content":"hi"}}]}"#,
+            br#" { "choices" : [ 1 ] , "model" : "client-m" } "#,
+            br#"{"choices":[{}],"model":5,"x":{"model":"inner"}}"#,
+            br#"{"choices":[{}],"model":null,"model":"second"}"#,
+            br#"{"choices":[{}],"error":{"message":"ignored as before"}}"#,
+            "{\"choices\":[\"caf\u{e9} \u{1f600}\"],\"model\":\"n\\\"m\"}".as_bytes(),
+            br#"{"choices":[{"x":"\ud800"}],"usage":{"total_tokens":1e400}}"#,
+        ];
+        for up in taken {
+            let (fast, full) = chat(up);
+            let model =
+                fast.unwrap_or_else(|| panic!("scan declined {}", String::from_utf8_lossy(up)));
+            let full = full.unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(up)));
+            let mut out = Vec::new();
+            j::write_with_model_at(up, model, &j::quoted(&inb.model), &mut out);
+            assert_eq!(out, full, "{}", String::from_utf8_lossy(up));
+            assert_eq!(
+                translate_response(&inb, OpenAiCompat, up).expect("valid"),
+                full
+            );
+        }
+        // Declined by the scan: the full parse decides, accepting some.
+        let declined: &[(&[u8], bool)] = &[
+            (br#"{"choices":[]}"#, false),
+            (br#"{"choices":[ ]}"#, false),
+            (br#"{"choices":{}}"#, false),
+            (br#"{"choices":[1],"choices":[2]}"#, false),
+            (br#"{"ch\u006fices":[1]}"#, true),
+            (br#"{"choices":[1],"m\u006fdel":"x"}"#, true),
+            (br#"{"model":"m"}"#, false),
+            (b"{\"choices\":[\"\xff\"]}", false),
+            (br#"{"choices":[1]} x"#, false),
+            (br#"{"choices":[01]}"#, false),
+        ];
+        for (up, accepted) in declined {
+            let (fast, full) = chat(up);
+            assert_eq!(fast, None, "{}", String::from_utf8_lossy(up));
+            assert_eq!(full.is_ok(), *accepted, "{}", String::from_utf8_lossy(up));
+            assert_eq!(
+                translate_response(&inb, OpenAiCompat, up).is_ok(),
+                *accepted,
+                "{}",
+                String::from_utf8_lossy(up)
+            );
+        }
+        // Each shape, and a string with escapes left to serde (which refuses
+        // a lone surrogate the scan would let through).
+        assert!(scan_pass(br#"{"data":[]}"#, b"data", Shape::Array).is_some());
+        assert!(scan_pass(br#"{"data":{}}"#, b"data", Shape::Array).is_none());
+        assert!(scan_pass(br#"{"message":{}}"#, b"message", Shape::Object).is_some());
+        assert!(scan_pass(br#"{"message":"x"}"#, b"message", Shape::Object).is_none());
+        assert!(scan_pass(br#"{"response":"ok"}"#, b"response", Shape::String).is_some());
+        assert!(scan_pass(br#"{"response":"\ud800"}"#, b"response", Shape::String).is_none());
+        let ol_gen = inbound(Endpoint::OllamaGenerate, json!({"model": "m"}));
+        assert!(translate_response(&ol_gen, Ollama, br#"{"response":"\ud800"}"#).is_err());
+        assert!(translate_response(&ol_gen, Ollama, br#"{"response":"\u00e9"}"#).is_ok());
+    }
 }

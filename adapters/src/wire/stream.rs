@@ -232,9 +232,17 @@ impl StreamTranslator {
             upstream,
             model: inb.model.clone(),
             quoted_model: j::quoted(&inb.model),
-            id: format!("chatcmpl-{:016x}", inb.call_id),
+            // Only translated streams name an id or a time; pass-through
+            // streams skip making them.
+            id: match mode {
+                Mode::OllamaToOpenAi => j::prefixed_hex("chatcmpl-", inb.call_id),
+                _ => String::new(),
+            },
             created: None,
-            created_at: j::unix_to_rfc3339(0),
+            created_at: match mode {
+                Mode::OpenAiToOllamaChat | Mode::OpenAiToOllamaGenerate => j::unix_to_rfc3339(0),
+                _ => String::new(),
+            },
             include_usage,
             first_token: false,
             done: false,
