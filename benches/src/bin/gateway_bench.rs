@@ -38,6 +38,10 @@ USAGE: gateway_bench [OPTIONS]
                         {listen} (address to listen on), {nodes} (a nodes.json
                         in the seed schema for the upstreams), {upstreams}
                         (comma-separated base URLs) and {dir} (scratch dir)
+  --floor-cmd CMD       also start another proxy (a floor such as
+                        `target/release/hyper_floor --listen {listen}
+                        --upstreams {upstreams}`), measured as target `floor`
+                        in the same interleaved cells; same placeholders
   --drover-bin PATH     binary whose stripped size is reported
                         (default target/release/drover)
   -h, --help            this text";
@@ -54,6 +58,7 @@ struct Args {
     nginx: bool,
     drover_url: Option<String>,
     drover_cmd: Option<String>,
+    floor_cmd: Option<String>,
     drover_bin: PathBuf,
 }
 
@@ -69,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
         nginx: true,
         drover_url: None,
         drover_cmd: None,
+        floor_cmd: None,
         drover_bin: PathBuf::from("target/release/drover"),
     };
     let mut it = std::env::args().skip(1);
@@ -94,6 +100,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-nginx" => a.nginx = false,
             "--drover-url" => a.drover_url = Some(value()?),
             "--drover-cmd" => a.drover_cmd = Some(value()?),
+            "--floor-cmd" => a.floor_cmd = Some(value()?),
             "--drover-bin" => a.drover_bin = PathBuf::from(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -286,6 +293,25 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         notes.push("drover: not measured (give --drover-cmd or --drover-url)".to_owned());
         None
+    };
+    let _floor = match &args.floor_cmd {
+        Some(cmd) => {
+            let floor_dir = dir.join("floor");
+            std::fs::create_dir_all(&floor_dir)?;
+            let f = Drover::start(cmd, &up_addrs, &floor_dir)?;
+            std::thread::sleep(Duration::from_secs(1));
+            notes.push(format!(
+                "floor idle RSS: {} KiB",
+                procinfo::rss_kib(f.child.id())?
+            ));
+            targets.push(Target {
+                name: "floor",
+                addrs: vec![f.addr],
+                pid: Some(f.child.id()),
+            });
+            Some(f)
+        }
+        None => None,
     };
     match procinfo::stripped_size(&args.drover_bin, dir) {
         Ok((size, stripped)) => notes.push(format!(

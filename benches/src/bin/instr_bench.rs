@@ -47,6 +47,11 @@ USAGE: instr_bench [OPTIONS]
   --tokens N         tokens per streamed reply (default 8)
   --drover-bin PATH  the drover binary (default target/release/drover);
                      repeat to compare builds
+  --proxy-cmd CMD    also measure another proxy, started as CMD split at
+                     spaces, with {listen} and {upstreams} (comma-separated
+                     base URLs) filled in; repeatable (for example
+                     `target/release/hyper_floor --listen {listen}
+                     --upstreams {upstreams}`)
   --no-nginx         skip nginx
   --keep DIR         keep callgrind's output files in DIR (for
                      callgrind_annotate)
@@ -63,6 +68,7 @@ struct Args {
     conc: usize,
     tokens: u32,
     drover_bins: Vec<PathBuf>,
+    proxy_cmds: Vec<String>,
     nginx: bool,
     keep: Option<PathBuf>,
 }
@@ -74,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
         conc: 4,
         tokens: 8,
         drover_bins: Vec::new(),
+        proxy_cmds: Vec::new(),
         nginx: true,
         keep: None,
     };
@@ -88,6 +95,7 @@ fn parse_args() -> Result<Args, String> {
             "--conc" => a.conc = num(value()?)?.clamp(1, 256) as usize,
             "--tokens" => a.tokens = num(value()?)?.clamp(1, 100_000) as u32,
             "--drover-bin" => a.drover_bins.push(PathBuf::from(value()?)),
+            "--proxy-cmd" => a.proxy_cmds.push(value()?),
             "--no-nginx" => a.nginx = false,
             "--keep" => a.keep = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other}")),
@@ -96,7 +104,7 @@ fn parse_args() -> Result<Args, String> {
     if a.requests == 0 {
         return Err("--requests must be at least 1".into());
     }
-    if a.drover_bins.is_empty() {
+    if a.drover_bins.is_empty() && a.proxy_cmds.is_empty() {
         a.drover_bins.push(PathBuf::from("target/release/drover"));
     }
     Ok(a)
@@ -119,6 +127,7 @@ fn main() {
 enum Proxy {
     Nginx(PathBuf),
     Drover(PathBuf),
+    Cmd(String),
 }
 
 impl Proxy {
@@ -126,6 +135,7 @@ impl Proxy {
         match self {
             Proxy::Nginx(_) => "nginx".into(),
             Proxy::Drover(bin) => format!("drover ({})", bin.display()),
+            Proxy::Cmd(cmd) => cmd.split_whitespace().next().unwrap_or("?").to_owned(),
         }
     }
 
@@ -171,6 +181,16 @@ impl Proxy {
                     "--config".into(),
                     config.display().to_string(),
                 ])
+            }
+            Proxy::Cmd(cmd) => {
+                let urls: Vec<String> = upstreams.iter().map(|u| format!("http://{u}")).collect();
+                Ok(cmd
+                    .split_whitespace()
+                    .map(|w| {
+                        w.replace("{listen}", &listen.to_string())
+                            .replace("{upstreams}", &urls.join(","))
+                    })
+                    .collect())
             }
         }
     }
@@ -222,6 +242,7 @@ fn run(args: &Args, dir: &Path) -> Result<(), String> {
         }
         proxies.push(Proxy::Drover(bin.clone()));
     }
+    proxies.extend(args.proxy_cmds.iter().cloned().map(Proxy::Cmd));
 
     println!(
         "{} counted requests per cell after {} uncounted, {} connections, {} tokens per stream\n",
