@@ -160,6 +160,7 @@ async fn first_token(mut body: PooledBody, mut translator: StreamTranslator) -> 
                 let Ok(data) = frame.into_data() else {
                     continue; // trailers carry no tokens
                 };
+                head.reserve(data.len() + data.len() / 8);
                 match translator.push(&data, &mut head) {
                     Ok(p) if p.first_token || p.done => {
                         return AttemptMsg::FirstToken {

@@ -80,7 +80,6 @@ impl Body for GwBody {
 /// The rest of a streamed answer after its first token.
 pub struct StreamBody {
     gw: Arc<Gateway>,
-    head: Option<Bytes>,
     rest: Box<StreamRest>,
     handle: Option<GwHandle>,
     attempt: AttemptId,
@@ -120,14 +119,14 @@ impl StreamBody {
         let idle = drover_transports::smol::Timer::at(now + gw.cfg.timeouts.stream_idle);
         StreamBody {
             gw,
-            head: Some(Bytes::from(head)),
             rest,
             handle: Some(handle),
             attempt,
             deadline: drover_transports::smol::Timer::at(deadline),
             idle,
             last_progress: now,
-            out: Vec::new(),
+            // The first bytes open the first chunk.
+            out: head,
             ended: false,
             trailing: 0,
             received: 0,
@@ -140,9 +139,6 @@ impl StreamBody {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         if self.ended {
             return Poll::Ready(None);
-        }
-        if let Some(h) = self.head.take() {
-            self.out.extend_from_slice(&h);
         }
         loop {
             if self.rest.done {
@@ -177,6 +173,9 @@ impl StreamBody {
                             "the answer exceeded the gateway's response size limit",
                         );
                     }
+                    // Translated output is about as long as its input:
+                    // one allocation instead of doubling.
+                    self.out.reserve(data.len() + data.len() / 8);
                     match self.rest.translator.push(&data, &mut self.out) {
                         Ok(p) => self.rest.done = p.done,
                         Err(_) => {
@@ -257,7 +256,13 @@ impl StreamBody {
         Poll::Ready(Some(self.take_out()).filter(|b| !b.is_empty()))
     }
 
+    /// The chunk gathered in `out`. A stream that goes on copies it and
+    /// keeps the buffer for the next one; a stream past its end marker
+    /// hands the buffer over whole.
     fn take_out(&mut self) -> Bytes {
+        if self.rest.done || self.ended {
+            return Bytes::from(std::mem::take(&mut self.out));
+        }
         let b = Bytes::copy_from_slice(&self.out);
         self.out.clear();
         b
