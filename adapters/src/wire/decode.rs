@@ -23,6 +23,8 @@
 //! could only be meant for a proxy behind a node (LiteLLM, for one, reads
 //! `api_base` from the body): a server-side request forgery.
 
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
 
 use super::json::kind;
@@ -65,7 +67,31 @@ fn upstream_key(body: &Map<String, Value>) -> Option<&str> {
 /// on field `body` whose reason gives serde_json's line and column; so is a
 /// body that is not a JSON object. A key naming an upstream is a
 /// [`WireError`] on that key.
+///
+/// Most requests take a quick path that builds no JSON tree (see
+/// `decode_quick`); any other goes through the full decode, which gives the
+/// same result and names what is wrong.
 pub fn decode(endpoint: Endpoint, body: &[u8]) -> Result<Inbound, WireError> {
+    if let Some(q) = super::decode_quick::decode(endpoint, body) {
+        return Ok(Inbound {
+            endpoint,
+            model: q.model,
+            stream: q.stream,
+            body: OnceLock::new(),
+            raw: Some(q.raw),
+            session: q.session,
+            prefix_blocks: q.prefix_blocks,
+            call_id: 0,
+        });
+    }
+    decode_full(endpoint, body)
+}
+
+/// The full decode alone: the body parsed as a map, then checked field by
+/// field. [`decode`] gives the same result (its quick path only takes what
+/// this accepts, and decodes it the same); tests and the fuzz target
+/// `decode` compare the two.
+pub fn decode_full(endpoint: Endpoint, body: &[u8]) -> Result<Inbound, WireError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| WireError::new("body", format!("malformed JSON: {e}")))?;
     let Value::Object(body) = value else {
@@ -139,7 +165,8 @@ pub fn decode(endpoint: Endpoint, body: &[u8]) -> Result<Inbound, WireError> {
         endpoint,
         model,
         stream,
-        body,
+        body: OnceLock::from(body),
+        raw: None,
         session,
         prefix_blocks: blocks.finish(),
         call_id: 0,
@@ -302,14 +329,14 @@ fn check_input(body: &Map<String, Value>, tokens_allowed: bool) -> Result<(), Wi
 /// 0x1e byte. Only full blocks count, except that a prompt shorter than one
 /// block counts as one block, so short repeated prompts still share a key.
 /// The same conversation hashes the same through either front.
-struct Blocks {
+pub(crate) struct Blocks {
     buf: [u8; PREFIX_BLOCK_BYTES],
     len: usize,
     hashes: Vec<u64>,
 }
 
 impl Blocks {
-    fn new() -> Blocks {
+    pub(crate) fn new() -> Blocks {
         Blocks {
             buf: [0; PREFIX_BLOCK_BYTES],
             len: 0,
@@ -317,14 +344,14 @@ impl Blocks {
         }
     }
 
-    fn feed_message(&mut self, role: &[u8], text: &[u8]) {
+    pub(crate) fn feed_message(&mut self, role: &[u8], text: &[u8]) {
         self.feed(role);
         self.feed(&[0x1f]);
         self.feed(text);
         self.feed(&[0x1e]);
     }
 
-    fn feed(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && self.hashes.len() < PREFIX_MAX_BLOCKS {
             let take = (PREFIX_BLOCK_BYTES - self.len).min(bytes.len());
             self.buf[self.len..self.len + take].copy_from_slice(&bytes[..take]);
@@ -337,7 +364,12 @@ impl Blocks {
         }
     }
 
-    fn finish(mut self) -> Vec<u64> {
+    /// How many more bytes count towards the hashes.
+    pub(crate) fn room(&self) -> usize {
+        (PREFIX_MAX_BLOCKS - self.hashes.len()) * PREFIX_BLOCK_BYTES - self.len
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<u64> {
         if self.hashes.is_empty() && self.len > 0 {
             self.hashes.push(block_hash(&self.buf[..self.len]));
         }

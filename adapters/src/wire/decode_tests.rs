@@ -31,7 +31,7 @@ fn openai_chat_decodes_and_keeps_unknown_fields() {
     assert_eq!(inb.model, "llama3");
     assert!(!inb.stream, "OpenAI defaults to not streaming");
     assert_eq!(inb.op(), Op::Chat);
-    assert_eq!(inb.body["x_vendor"], json!({"deep": [1, 2]}));
+    assert_eq!(inb.body()["x_vendor"], json!({"deep": [1, 2]}));
     assert_eq!(inb.session.as_deref(), Some("alice"));
     assert_eq!(inb.prefix_blocks.len(), 1, "a short prompt is one block");
     assert_eq!(inb.call_id, 0);
@@ -405,4 +405,273 @@ fn a_body_naming_an_upstream_is_refused_on_that_field() {
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}),
     );
     assert_eq!(inb.model, "m");
+}
+
+/// Both decodes of `body` for `endpoint`: the quick path's verdict (`None`
+/// when it declines) and the full decode's.
+fn both(endpoint: Endpoint, body: &[u8]) -> (Option<Inbound>, Result<Inbound, WireError>) {
+    let quick =
+        decode_quick::decode(endpoint, body).map(|_| decode(endpoint, body).expect("quick"));
+    (quick, decode::decode_full(endpoint, body))
+}
+
+/// What the quick path takes, the full decode takes with the same fields,
+/// the same map and the same upstream body; what it declines, the full
+/// decode judges (accepting some).
+#[test]
+fn the_quick_path_agrees_with_the_full_decode() {
+    use drover_core::node::NodeKind;
+    let long = "word ".repeat(400);
+    // Every escape form, at every offset within a 256-byte block.
+    let esc = r#"a\"b\\c\/d\b\f\n\r\t\u00e9\ud83d\ude00\u0000 "#.repeat(160);
+    let taken: Vec<(Endpoint, String)> = vec![
+        (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#.into()),
+        (Endpoint::ChatCompletions, format!(
+            r#" {{ "messages" : [ {{"role":"system","content":"be \"brief\"\n"}}, {{"role":"user","content":[{{"type":"text","text":"{long}"}},{{"type":"image_url","image_url":{{"url":"data:x"}}}},{{"type":"input_audio"}}]}}, {{"role":"assistant","content":null,"tool_calls":[]}} ], "model":"caf\u00e9", "stream":true, "temperature":0.7, "seed":12345678901234567890, "user":"u", "n":[1,{{"deep":[null,false]}}] }} "#
+        )),
+        (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":"x"}],"session_id":"","user":"alice","stream":null}"#.into()),
+        (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":"x"}],"session_id":"s","user":5}"#.into()),
+        (Endpoint::OllamaChat, r#"{"model":"m"}"#.into()),
+        (Endpoint::OllamaChat, r#"{"model":"m","messages":[{"role":"user","content":"x","images":["aGk=","b"]}],"options":{"num_ctx":8},"stream":false}"#.into()),
+        (Endpoint::OllamaChat, r#"{"model":"m","messages":[],"options":null,"keep_alive":"5m"}"#.into()),
+        (Endpoint::OllamaGenerate, r#"{"model":"m","prompt":"p","system":"s","images":["x"],"raw":true}"#.into()),
+        (Endpoint::OllamaGenerate, r#"{"model":"m","prompt":null}"#.into()),
+        (Endpoint::Embeddings, r#"{"model":"m","input":"x","encoding_format":"base64"}"#.into()),
+        (Endpoint::Embeddings, r#"{"model":"m","input":[[1,2],[],[4294967295]]}"#.into()),
+        (Endpoint::Embeddings, r#"{"model":"m","input":[0,7],"stream":"ignored"}"#.into()),
+        (Endpoint::OllamaEmbed, r#"{"model":"m","input":[]}"#.into()),
+        (Endpoint::OllamaEmbed, r#"{"model":"m","input":["a","b\u0041"],"truncate":true}"#.into()),
+        (Endpoint::OllamaEmbeddings, r#"{"model":"m","prompt":"x"}"#.into()),
+        // Escapes across block boundaries and past the last block.
+        (Endpoint::ChatCompletions, format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"{esc}"}},{{"role":"assistant","content":"{esc}"}}]}}"#
+        )),
+        (Endpoint::OllamaChat, format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"{esc}","images":["{esc}","{long}"]}}]}}"#
+        )),
+        (Endpoint::OllamaGenerate, format!(r#"{{"model":"m","system":"{esc}","prompt":"{esc}"}}"#)),
+        (Endpoint::OllamaGenerate, format!(r#"{{"model":"m","prompt":"{long}"}}"#)),
+    ];
+    for (endpoint, body) in &taken {
+        let (quick, full) = both(*endpoint, body.as_bytes());
+        let quick = quick.unwrap_or_else(|| panic!("declined {body}"));
+        let full = full.unwrap_or_else(|e| panic!("{body}: {e}"));
+        assert!(quick.raw().is_some() && full.raw().is_none());
+        assert_eq!(quick, full, "{body}");
+        let parsed: Map<String, Value> = serde_json::from_str(body).expect("JSON");
+        assert_eq!(quick.body(), &parsed, "{body}");
+        for kind in [NodeKind::Ollama, NodeKind::OpenAiCompat] {
+            for node_model in ["node-m", "n\"m\\é"] {
+                let (q, f) = (
+                    upstream_request(&quick, kind, node_model),
+                    upstream_request(&full, kind, node_model),
+                );
+                assert_eq!(q.path, f.path);
+                let q: Value = serde_json::from_slice(&q.body).expect("quick upstream JSON");
+                let f: Value = serde_json::from_slice(&f.body).expect("full upstream JSON");
+                assert_eq!(q, f, "{body} to {kind:?}");
+            }
+        }
+    }
+    // Declined; the full decode accepts the ones marked true.
+    let declined: &[(Endpoint, &str, bool)] = &[
+        (
+            Endpoint::ChatCompletions,
+            r#"{"m\u006fdel":"m","messages":[{"role":"user"}]}"#,
+            true,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"a","model":"b","messages":[{"role":"user"}]}"#,
+            true,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"r\u006fle":"user"}]}"#,
+            true,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user","r\u006fle":5}]}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u","content":[{"type":"text","text":"a","t\u0065xt":5}]}]}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user"}],"x":1e3}"#,
+            true,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user"}],"x":1e400}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user"}],"x":"\ude00\ud83d"}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user"}],"x":"\ud83d\u0041"}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user"}],"x":"\ud83d"}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user"}],"x":"\ud800"}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user"}],"api_base":"http://x"}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user"}],"Proxy-URL":1}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[]}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"","messages":[{"role":"user"}]}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":1}]}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u","content":{}}]}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u","content":[{"type":"text"}]}]}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u"}],"stream":1}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"u"}],"user":5}"#,
+            false,
+        ),
+        (
+            Endpoint::OllamaChat,
+            r#"{"model":"m","messages":[{"role":"u","content":[]}]}"#,
+            false,
+        ),
+        (
+            Endpoint::OllamaChat,
+            r#"{"model":"m","messages":[{"role":"u","images":[1]}]}"#,
+            false,
+        ),
+        (Endpoint::OllamaChat, r#"{"model":"m","options":[]}"#, false),
+        (Endpoint::Embeddings, r#"{"model":"m","input":[]}"#, false),
+        (
+            Endpoint::Embeddings,
+            r#"{"model":"m","input":[1.0]}"#,
+            false,
+        ),
+        (
+            Endpoint::Embeddings,
+            r#"{"model":"m","input":[4294967296]}"#,
+            false,
+        ),
+        (
+            Endpoint::Embeddings,
+            r#"{"model":"m","input":["a",1]}"#,
+            false,
+        ),
+        (
+            Endpoint::OllamaEmbed,
+            r#"{"model":"m","input":[[1]]}"#,
+            false,
+        ),
+        (Endpoint::OllamaEmbeddings, r#"{"model":"m"}"#, false),
+        (
+            Endpoint::OllamaGenerate,
+            r#"{"model":"m","images":"x"}"#,
+            false,
+        ),
+        (Endpoint::OllamaGenerate, r#"[{"model":"m"}]"#, false),
+        (Endpoint::OllamaGenerate, r#"{"model":"m"} x"#, false),
+    ];
+    for (endpoint, body, accepted) in declined {
+        let (quick, full) = both(*endpoint, body.as_bytes());
+        assert!(quick.is_none(), "took {body}");
+        assert_eq!(full.is_ok(), *accepted, "{body}: {full:?}");
+        assert_eq!(decode(*endpoint, body.as_bytes()), full, "{body}");
+    }
+    // Nesting: the quick path stops at 64 levels, the full decode at 128.
+    let nested = |n: usize| {
+        format!(
+            r#"{{"model":"m","prompt":"p","x":{}{}}}"#,
+            "[".repeat(n),
+            "]".repeat(n)
+        )
+    };
+    // (The top-level object is one level.)
+    assert!(
+        both(Endpoint::OllamaGenerate, nested(63).as_bytes())
+            .0
+            .is_some()
+    );
+    let (quick, full) = both(Endpoint::OllamaGenerate, nested(64).as_bytes());
+    assert!(quick.is_none() && full.is_ok());
+}
+
+/// The same-kind upstream body is the client's bytes with `model` and
+/// `stream` edited in place, in either order, or `stream` added.
+#[test]
+fn the_quick_path_patches_the_clients_bytes() {
+    let body = |endpoint, b: &str, kind| {
+        let inb = decode(endpoint, b.as_bytes()).expect("valid");
+        assert!(inb.raw().is_some(), "quick path for {b}");
+        String::from_utf8(upstream_request(&inb, kind, "n\"m").body).expect("UTF-8")
+    };
+    use drover_core::node::NodeKind::{Ollama, OpenAiCompat};
+    assert_eq!(
+        body(
+            Endpoint::ChatCompletions,
+            r#"{ "stream": null, "model" : "m", "messages":[{"role":"u"}] }"#,
+            OpenAiCompat
+        ),
+        r#"{ "stream": false, "model" : "n\"m", "messages":[{"role":"u"}] }"#
+    );
+    assert_eq!(
+        body(
+            Endpoint::OllamaGenerate,
+            "{\"model\":\"m\",\"x\":1.50}\n",
+            Ollama
+        ),
+        "{\"model\":\"n\\\"m\",\"x\":1.50,\"stream\":true}\n"
+    );
+    assert_eq!(
+        body(
+            Endpoint::OllamaEmbed,
+            r#"{"input":"x","stream":"kept","model":"m"}"#,
+            Ollama
+        ),
+        r#"{"input":"x","stream":"kept","model":"n\"m"}"#
+    );
 }

@@ -35,7 +35,7 @@ pub(crate) fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
         i += 1;
     }
@@ -43,16 +43,27 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 }
 
 /// The index just past the string that starts with the quote at `i`.
+/// Not a check: it skips eight bytes at a time to the next quote,
+/// backslash or control byte.
 fn string_end(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
-    while j < b.len() {
-        match b[j] {
+    loop {
+        if let Some(chunk) = b.get(j..j + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let mask = special_mask(u64::from_le_bytes(word));
+            if mask == 0 {
+                j += 8;
+                continue;
+            }
+            j += (mask.trailing_zeros() / 8) as usize;
+        }
+        match *b.get(j)? {
             b'\\' => j += 2,
             b'"' => return Some(j + 1),
             _ => j += 1,
         }
     }
-    None
 }
 
 /// The index just past the value that starts at `i`.
@@ -90,6 +101,91 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
             (j > i).then_some(j)
         }
     }
+}
+
+/// The members of the object at `b[r]`, which must already be known to be
+/// valid JSON: each member's raw key (between its quotes, escapes not
+/// decoded) and the range of its value in `b`. Ends early (and `complete`
+/// stays false) on anything unexpected.
+pub(crate) struct Members<'a> {
+    b: &'a [u8],
+    i: usize,
+    end: usize,
+    /// Set once the closing brace was reached.
+    pub(crate) complete: bool,
+}
+
+impl<'a> Members<'a> {
+    /// `None` unless `b[r]` starts with `{`.
+    pub(crate) fn of(b: &'a [u8], r: Range<usize>) -> Option<Members<'a>> {
+        (b.get(r.start) == Some(&b'{')).then(|| Members {
+            b,
+            i: skip_ws(b, r.start + 1),
+            end: r.end,
+            complete: false,
+        })
+    }
+}
+
+impl Members<'_> {
+    /// Just past the closing brace, once the iteration reached it.
+    pub(crate) fn end(&self) -> Option<usize> {
+        self.complete.then_some(self.i + 1)
+    }
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (&'a [u8], Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.b;
+        if self.i >= self.end || self.complete {
+            return None;
+        }
+        if b[self.i] == b'}' {
+            self.complete = true;
+            return None;
+        }
+        if b[self.i] != b'"' {
+            self.i = self.end;
+            return None;
+        }
+        let key_end = string_end(b, self.i)?;
+        let key = &b[self.i + 1..key_end - 1];
+        let colon = skip_ws(b, key_end);
+        if b.get(colon) != Some(&b':') {
+            self.i = self.end;
+            return None;
+        }
+        let start = skip_ws(b, colon + 1);
+        let end = value_end(b, start)?;
+        self.i = skip_ws(b, end);
+        if b.get(self.i) == Some(&b',') {
+            self.i = skip_ws(b, self.i + 1);
+        }
+        Some((key, start..end))
+    }
+}
+
+/// The element ranges of the array at `b[r]`, which must already be known
+/// to be valid JSON; `None` unless `b[r]` starts with `[`.
+pub(crate) fn array_items(b: &[u8], r: Range<usize>) -> Option<impl Iterator<Item = Range<usize>>> {
+    if b.get(r.start) != Some(&b'[') {
+        return None;
+    }
+    let mut i = skip_ws(b, r.start + 1);
+    Some(std::iter::from_fn(move || {
+        if i >= r.end || b[i] == b']' {
+            return None;
+        }
+        let start = i;
+        let end = value_end(b, start)?;
+        i = skip_ws(b, end);
+        if b.get(i) == Some(&b',') {
+            i = skip_ws(b, i + 1);
+        }
+        Some(start..end)
+    }))
 }
 
 /// The byte range (quotes included) of the string value of the top-level
@@ -204,7 +300,30 @@ pub fn scan_object(b: &[u8]) -> Option<TopLevel> {
 /// its value in `b` (never empty). `None` when `b` is not proven to be one
 /// valid JSON object; `member` may have been called for members before the
 /// problem.
-pub(crate) fn scan_members(
+pub(crate) fn scan_members(b: &[u8], member: impl FnMut(&[u8], bool, Range<usize>)) -> Option<()> {
+    members_checked::<false>(b, member)
+}
+
+/// [`scan_members`] that also refuses what `serde_json::Value` refuses but
+/// a skipping parse takes, so that whatever it accepts parses as a `Value`:
+/// a number with an exponent or of over [`STRICT_NUMBER_LEN`] characters
+/// (it might not fit an `f64`), a `\u` escape of a surrogate that is not
+/// half of a pair, and nesting deeper than [`STRICT_DEPTH`].
+pub(crate) fn scan_members_strict(
+    b: &[u8],
+    member: impl FnMut(&[u8], bool, Range<usize>),
+) -> Option<()> {
+    members_checked::<true>(b, member)
+}
+
+/// Longest number [`scan_members_strict`] takes: far below the 309 digits
+/// past which an integer overflows an `f64`.
+const STRICT_NUMBER_LEN: usize = 300;
+/// Deepest nesting [`scan_members_strict`] takes, counting the top-level
+/// object: half of serde_json's limit.
+const STRICT_DEPTH: u32 = 64;
+
+fn members_checked<const STRICT: bool>(
     b: &[u8],
     mut member: impl FnMut(&[u8], bool, Range<usize>),
 ) -> Option<()> {
@@ -220,14 +339,14 @@ pub(crate) fn scan_members(
         if b.get(i) != Some(&b'"') {
             return None;
         }
-        let (key_end, escaped) = checked_string_end(b, i)?;
+        let (key_end, escaped) = checked_string_end::<STRICT>(b, i)?;
         let key = &b[i + 1..key_end - 1];
         i = skip_ws(b, key_end);
         if b.get(i) != Some(&b':') {
             return None;
         }
         let start = skip_ws(b, i + 1);
-        let end = checked_value_end(b, start)?;
+        let end = checked_value_end::<STRICT>(b, start)?;
         member(key, escaped, start..end);
         i = skip_ws(b, end);
         match b.get(i) {
@@ -254,7 +373,7 @@ fn special_mask(w: u64) -> u64 {
 /// Validates the string whose opening quote is at `i`: returns the index
 /// just past its closing quote and whether it holds escapes. `None` for a
 /// control character, a bad escape, invalid UTF-8 or no closing quote.
-fn checked_string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
+fn checked_string_end<const STRICT: bool>(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
     let (mut escaped, mut non_ascii) = (false, false);
     loop {
@@ -298,6 +417,20 @@ fn checked_string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
                         if !hex.iter().all(u8::is_ascii_hexdigit) {
                             return None;
                         }
+                        // D800 to DFFF: a surrogate, taken only as the high
+                        // half of a pair.
+                        if STRICT && hex[0].eq_ignore_ascii_case(&b'd') && hex[1] >= b'8' {
+                            let high = matches!(hex[1], b'8' | b'9' | b'a' | b'b' | b'A' | b'B');
+                            let low = b.get(j + 6..j + 12)?;
+                            let low_ok = low.starts_with(b"\\u")
+                                && low[2..].iter().all(u8::is_ascii_hexdigit)
+                                && low[2].eq_ignore_ascii_case(&b'd')
+                                && matches!(low[3], b'c'..=b'f' | b'C'..=b'F');
+                            if !(high && low_ok) {
+                                return None;
+                            }
+                            j += 6;
+                        }
                         j += 6;
                     }
                     _ => return None,
@@ -310,7 +443,8 @@ fn checked_string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
 }
 
 /// The index just past the number that starts at `i` (RFC 8259 grammar).
-fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+fn number_end<const STRICT: bool>(b: &[u8], mut i: usize) -> Option<usize> {
+    let start = i;
     let digits = |b: &[u8], mut i: usize| {
         let start = i;
         while b.get(i).is_some_and(u8::is_ascii_digit) {
@@ -330,26 +464,31 @@ fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
         i = digits(b, i + 1)?;
     }
     if matches!(b.get(i), Some(b'e' | b'E')) {
+        if STRICT {
+            return None;
+        }
         i += 1;
         if matches!(b.get(i), Some(b'+' | b'-')) {
             i += 1;
         }
         i = digits(b, i)?;
     }
-    Some(i)
+    (!STRICT || i - start <= STRICT_NUMBER_LEN).then_some(i)
 }
 
 /// Validates the value that starts at `i` and returns the index just past
 /// it. Arrays and objects are walked without recursion; their nesting is a
 /// bit stack (1 for an object), at most [`MAX_DEPTH`] deep.
-fn checked_value_end(b: &[u8], mut i: usize) -> Option<usize> {
+fn checked_value_end<const STRICT: bool>(b: &[u8], mut i: usize) -> Option<usize> {
+    // The strict limit counts the enclosing top-level object.
+    let max_depth = if STRICT { STRICT_DEPTH - 1 } else { MAX_DEPTH };
     let mut objects: u128 = 0;
     let mut depth = 0u32;
     loop {
         // A value starts at `i`.
         match *b.get(i)? {
             open @ (b'{' | b'[') => {
-                if depth == MAX_DEPTH {
+                if depth == max_depth {
                     return None;
                 }
                 depth += 1;
@@ -362,16 +501,16 @@ fn checked_value_end(b: &[u8], mut i: usize) -> Option<usize> {
                     i += 1;
                 } else {
                     if open == b'{' {
-                        i = member_value_start(b, i)?;
+                        i = member_value_start::<STRICT>(b, i)?;
                     }
                     continue;
                 }
             }
-            b'"' => i = checked_string_end(b, i)?.0,
+            b'"' => i = checked_string_end::<STRICT>(b, i)?.0,
             b't' => i = literal_end(b, i, b"true")?,
             b'f' => i = literal_end(b, i, b"false")?,
             b'n' => i = literal_end(b, i, b"null")?,
-            b'-' | b'0'..=b'9' => i = number_end(b, i)?,
+            b'-' | b'0'..=b'9' => i = number_end::<STRICT>(b, i)?,
             _ => return None,
         }
         // A value ended at `i`: close containers until one has more.
@@ -385,7 +524,7 @@ fn checked_value_end(b: &[u8], mut i: usize) -> Option<usize> {
                 (b',', _) => {
                     i = skip_ws(b, i + 1);
                     if in_object {
-                        i = member_value_start(b, i)?;
+                        i = member_value_start::<STRICT>(b, i)?;
                     }
                     break;
                 }
@@ -402,11 +541,11 @@ fn checked_value_end(b: &[u8], mut i: usize) -> Option<usize> {
 
 /// Checks an object member's `"key" :` at `i` and returns where its value
 /// starts.
-fn member_value_start(b: &[u8], i: usize) -> Option<usize> {
+fn member_value_start<const STRICT: bool>(b: &[u8], i: usize) -> Option<usize> {
     if b.get(i) != Some(&b'"') {
         return None;
     }
-    let i = skip_ws(b, checked_string_end(b, i)?.0);
+    let i = skip_ws(b, checked_string_end::<STRICT>(b, i)?.0);
     if b.get(i) != Some(&b':') {
         return None;
     }

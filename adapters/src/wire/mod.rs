@@ -29,6 +29,7 @@
 //! chunking of their input (checked by the fuzz targets `sse` and `ndjson`).
 
 mod decode;
+mod decode_quick;
 mod json;
 mod ndjson;
 mod request;
@@ -46,12 +47,13 @@ mod response_tests;
 mod stream_tests;
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use drover_core::route::Op;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use decode::{PREFIX_BLOCK_BYTES, PREFIX_MAX_BLOCKS, decode};
+pub use decode::{PREFIX_BLOCK_BYTES, PREFIX_MAX_BLOCKS, decode, decode_full};
 pub(crate) use json::hex16;
 pub(crate) use json::kind as json_kind;
 pub use json::{TopLevel, scan_object};
@@ -154,7 +156,12 @@ impl Endpoint {
 
 /// A decoded client request; keeps the original JSON object so unknown
 /// fields pass through.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// The object is kept as the client's bytes when [`decode`]'s quick path
+/// took the request (then a node of the same kind gets those bytes with
+/// only `model` and `stream` patched, and [`Inbound::body`] parses them on
+/// first use), else as the map the full decode built.
+#[derive(Clone, Debug)]
 pub struct Inbound {
     /// Where the request came in.
     pub endpoint: Endpoint,
@@ -163,8 +170,11 @@ pub struct Inbound {
     /// Whether the client wants a stream (Ollama's chat and generate default
     /// to true, as Ollama does; OpenAI defaults to false; embeddings: false).
     pub stream: bool,
-    /// The client's whole JSON object, unknown fields included.
-    pub body: Map<String, Value>,
+    /// The client's whole JSON object, unknown fields included: filled by
+    /// the full decode, or on first use from `raw`.
+    body: OnceLock<Map<String, Value>>,
+    /// The client's bytes, when the quick path decoded them.
+    raw: Option<decode_quick::Raw>,
     /// The session the client named, for session affinity: the `session_id`
     /// field (a drover extension, either front) or else OpenAI's `user`
     /// field; `None` when absent or empty.
@@ -179,7 +189,38 @@ pub struct Inbound {
     pub call_id: u64,
 }
 
+impl PartialEq for Inbound {
+    /// Equal requests: the same fields and the same JSON object, however
+    /// each is kept.
+    fn eq(&self, other: &Inbound) -> bool {
+        self.endpoint == other.endpoint
+            && self.model == other.model
+            && self.stream == other.stream
+            && self.session == other.session
+            && self.prefix_blocks == other.prefix_blocks
+            && self.call_id == other.call_id
+            && self.body() == other.body()
+    }
+}
+
 impl Inbound {
+    /// The client's whole JSON object, unknown fields included.
+    pub fn body(&self) -> &Map<String, Value> {
+        self.body.get_or_init(|| {
+            let raw = self.raw.as_ref().map_or(&b"{}"[..], |r| &r.bytes[..]);
+            // The quick path only keeps bytes its strict scan proved to
+            // parse as a map.
+            let parsed = serde_json::from_slice(raw);
+            debug_assert!(parsed.is_ok(), "kept bytes parse as a map");
+            parsed.unwrap_or_default()
+        })
+    }
+
+    /// The client's bytes, when the quick path decoded the request.
+    pub(crate) fn raw(&self) -> Option<&decode_quick::Raw> {
+        self.raw.as_ref()
+    }
+
     /// The core operation: `Embed` for embeddings, else `Stream` when
     /// streamed, else `Chat`.
     pub fn op(&self) -> Op {

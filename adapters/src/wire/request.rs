@@ -29,11 +29,14 @@ pub fn upstream_request(inb: &Inbound, kind: NodeKind, node_model: &str) -> Outb
     let stream = (!inb.endpoint.op_is_embed()).then_some(inb.stream);
     let same = |path| Outbound {
         path,
-        body: j::to_vec(&Patched {
-            base: &inb.body,
-            model: node_model,
-            stream,
-        }),
+        body: match inb.raw() {
+            Some(raw) => raw.patched(node_model, stream),
+            None => j::to_vec(&Patched {
+                base: inb.body(),
+                model: node_model,
+                stream,
+            }),
+        },
     };
     let translated = |path, map: Map<String, Value>| Outbound {
         path,
@@ -57,7 +60,7 @@ pub fn upstream_request(inb: &Inbound, kind: NodeKind, node_model: &str) -> Outb
         }
         (Endpoint::Embeddings, NodeKind::Ollama) => {
             let mut out = header(node_model, None);
-            for (k, v) in &inb.body {
+            for (k, v) in inb.body() {
                 if !matches!(k.as_str(), "model" | "encoding_format" | "user") {
                     out.insert(k.clone(), v.clone());
                 }
@@ -67,7 +70,7 @@ pub fn upstream_request(inb: &Inbound, kind: NodeKind, node_model: &str) -> Outb
         (Endpoint::OllamaEmbed | Endpoint::OllamaEmbeddings, NodeKind::OpenAiCompat) => {
             let mut out = header(node_model, None);
             out.insert("encoding_format".into(), "float".into());
-            for (k, v) in &inb.body {
+            for (k, v) in inb.body() {
                 match k.as_str() {
                     "prompt" if inb.endpoint == Endpoint::OllamaEmbeddings => {
                         out.insert("input".into(), v.clone());
@@ -131,11 +134,11 @@ const SHARED_OPTIONS: [&str; 6] = [
 
 fn chat_to_ollama(inb: &Inbound, node_model: &str) -> Map<String, Value> {
     let mut out = header(node_model, Some(inb.stream));
-    let mut options = match inb.body.get("options") {
+    let mut options = match inb.body().get("options") {
         Some(Value::Object(o)) => o.clone(),
         _ => Map::new(),
     };
-    for (k, v) in &inb.body {
+    for (k, v) in inb.body() {
         match k.as_str() {
             "model" | "stream" | "options" | "stream_options" => {}
             "messages" => {
@@ -144,7 +147,7 @@ fn chat_to_ollama(inb: &Inbound, node_model: &str) -> Map<String, Value> {
                     .map(|a| a.iter().map(message_to_ollama).collect());
                 out.insert(k.clone(), Value::Array(messages.unwrap_or_default()));
             }
-            "max_tokens" if inb.body.contains_key("max_completion_tokens") => {}
+            "max_tokens" if inb.body().contains_key("max_completion_tokens") => {}
             "max_tokens" | "max_completion_tokens" => {
                 options.insert("num_predict".into(), v.clone());
             }
@@ -261,7 +264,7 @@ fn options_to_openai(options: Option<&Value>, out: &mut Map<String, Value>) {
 
 fn chat_to_openai(inb: &Inbound, node_model: &str) -> Map<String, Value> {
     let mut out = header(node_model, Some(inb.stream));
-    for (k, v) in &inb.body {
+    for (k, v) in inb.body() {
         match k.as_str() {
             "model" | "stream" | "keep_alive" | "options" => {}
             "messages" => {
@@ -284,7 +287,7 @@ fn chat_to_openai(inb: &Inbound, node_model: &str) -> Map<String, Value> {
             }
         }
     }
-    options_to_openai(inb.body.get("options"), &mut out);
+    options_to_openai(inb.body().get("options"), &mut out);
     out.entry("messages")
         .or_insert_with(|| Value::Array(Vec::new()));
     out
@@ -365,15 +368,23 @@ fn messages_to_openai(messages: &[Value]) -> Vec<Value> {
 
 fn generate_to_openai(inb: &Inbound, node_model: &str) -> Map<String, Value> {
     let mut out = header(node_model, Some(inb.stream));
-    let system = inb.body.get("system").and_then(Value::as_str).unwrap_or("");
-    let prompt = inb.body.get("prompt").and_then(Value::as_str).unwrap_or("");
+    let system = inb
+        .body()
+        .get("system")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let prompt = inb
+        .body()
+        .get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let prompt = if system.is_empty() {
         prompt.to_owned()
     } else {
         format!("{system}\n\n{prompt}")
     };
     out.insert("prompt".into(), prompt.into());
-    for (k, v) in &inb.body {
+    for (k, v) in inb.body() {
         match k.as_str() {
             "model" | "stream" | "prompt" | "system" | "template" | "context" | "raw"
             | "images" | "format" | "keep_alive" | "options" => {}
@@ -382,6 +393,6 @@ fn generate_to_openai(inb: &Inbound, node_model: &str) -> Map<String, Value> {
             }
         }
     }
-    options_to_openai(inb.body.get("options"), &mut out);
+    options_to_openai(inb.body().get("options"), &mut out);
     out
 }

@@ -536,7 +536,7 @@ fn ollama_embed_to_openai(inb: &Inbound, upstream: &[u8]) -> Result<Vec<u8>, Inv
         embedding: Vector<'a>,
     }
     let reply: Embed = parse(upstream)?;
-    let base64 = inb.body.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    let base64 = inb.body().get("encoding_format").and_then(Value::as_str) == Some("base64");
     let data: Vec<Item<'_>> = reply
         .embeddings
         .iter()

@@ -220,12 +220,15 @@ impl StreamTranslator {
             NodeKind::OpenAiCompat => Upstream::Sse(SseParser::strict(max_line)),
             NodeKind::Ollama => Upstream::Ndjson(NdjsonParser::new(max_line)),
         };
-        let include_usage = inb
-            .body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            == Some(true);
+        // Only a translated OpenAI stream reports usage itself (and only it
+        // needs the parsed body).
+        let include_usage = mode == Mode::OllamaToOpenAi
+            && inb
+                .body()
+                .get("stream_options")
+                .and_then(|o| o.get("include_usage"))
+                .and_then(Value::as_bool)
+                == Some(true);
         StreamTranslator {
             mode,
             client: inb.endpoint.front(),
