@@ -47,6 +47,7 @@ DROVER_THREADS sets the worker threads (default: one per CPU).";
 /// Request bodies over this are refused with 413, as drover's default cap.
 const MAX_BODY: usize = 4 << 20;
 
+#[derive(Debug)]
 struct Args {
     listen: SocketAddr,
     upstreams: Vec<SocketAddr>,
@@ -66,7 +67,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--upstreams" => {
                 for a in value()?.split(',') {
                     let addr = a.strip_prefix("http://").unwrap_or(a).trim_end_matches('/');
-                    upstreams.push(addr.parse().map_err(|e| format!("--upstreams `{a}`: {e}"))?);
+                    upstreams.push(
+                        addr.parse()
+                            .map_err(|e| format!("--upstreams `{a}`: {e}"))?,
+                    );
                 }
             }
             other => return Err(format!("unknown argument {other}")),
@@ -101,7 +105,10 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 async fn proxy(client: Client, up: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let Ok(body) = read_capped(body, MAX_BODY).await else {
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, "body unreadable or too large\n");
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body unreadable or too large\n",
+        );
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut builder = Request::builder()
@@ -174,10 +181,26 @@ mod tests {
         assert_eq!(a.upstreams.len(), 2);
         let a = args("--listen 127.0.0.1:1 --upstreams http://127.0.0.1:2/").expect("a base URL");
         assert_eq!(a.upstreams, [SocketAddr::from(([127, 0, 0, 1], 2))]);
-        assert!(args("--upstreams 127.0.0.1:2").unwrap_err().contains("--listen"));
-        assert!(args("--listen 127.0.0.1:1").unwrap_err().contains("--upstreams"));
-        assert!(args("--listen nope --upstreams 127.0.0.1:2").unwrap_err().contains("nope"));
-        assert!(args("--listen 127.0.0.1:1 --upstreams x").unwrap_err().contains("`x`"));
+        assert!(
+            args("--upstreams 127.0.0.1:2")
+                .unwrap_err()
+                .contains("--listen")
+        );
+        assert!(
+            args("--listen 127.0.0.1:1")
+                .unwrap_err()
+                .contains("--upstreams")
+        );
+        assert!(
+            args("--listen nope --upstreams 127.0.0.1:2")
+                .unwrap_err()
+                .contains("nope")
+        );
+        assert!(
+            args("--listen 127.0.0.1:1 --upstreams x")
+                .unwrap_err()
+                .contains("`x`")
+        );
         assert!(args("--bogus").unwrap_err().contains("--bogus"));
         assert!(args("--listen").unwrap_err().contains("needs a value"));
     }

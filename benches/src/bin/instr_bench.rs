@@ -45,6 +45,8 @@ USAGE: instr_bench [OPTIONS]
   --warmup N         uncounted requests before them (default 300)
   --conc C           connections (default 4)
   --tokens N         tokens per streamed reply (default 8)
+  --prompt-bytes N   make the request's user message N bytes long (a
+                     conversation's worth of prompt; default: one sentence)
   --drover-bin PATH  the drover binary (default target/release/drover);
                      repeat to compare builds
   --proxy-cmd CMD    also measure another proxy, started as CMD split at
@@ -67,6 +69,7 @@ struct Args {
     warmup: u64,
     conc: usize,
     tokens: u32,
+    prompt_bytes: Option<usize>,
     drover_bins: Vec<PathBuf>,
     proxy_cmds: Vec<String>,
     nginx: bool,
@@ -79,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
         warmup: 300,
         conc: 4,
         tokens: 8,
+        prompt_bytes: None,
         drover_bins: Vec::new(),
         proxy_cmds: Vec::new(),
         nginx: true,
@@ -94,6 +98,7 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => a.warmup = num(value()?)?,
             "--conc" => a.conc = num(value()?)?.clamp(1, 256) as usize,
             "--tokens" => a.tokens = num(value()?)?.clamp(1, 100_000) as u32,
+            "--prompt-bytes" => a.prompt_bytes = Some(num(value()?)?.clamp(1, 1 << 20) as usize),
             "--drover-bin" => a.drover_bins.push(PathBuf::from(value()?)),
             "--proxy-cmd" => a.proxy_cmds.push(value()?),
             "--no-nginx" => a.nginx = false,
@@ -250,10 +255,20 @@ fn run(args: &Args, dir: &Path) -> Result<(), String> {
     );
     println!("| body | proxy | instructions per request | ÷ first |");
     println!("|---|---|---:|---:|");
+    let prompt = match args.prompt_bytes {
+        Some(n) => {
+            // Text with the escapes real prompts carry (quotes, newlines).
+            let mut p = "A \"quoted\" line of a long conversation.\n".repeat(n / 40 + 1);
+            p.truncate(n);
+            p
+        }
+        None => "Say hello to the bench.".to_owned(),
+    };
+    println!("request prompt: {} bytes\n", prompt.len());
     for (mode, stream) in [("chat", false), ("stream", true)] {
         let body = serde_json::to_vec(&serde_json::json!({
             "model": MODEL, "stream": stream,
-            "messages": [{ "role": "user", "content": "Say hello to the bench." }],
+            "messages": [{ "role": "user", "content": prompt }],
         }))
         .map_err(|e| e.to_string())?;
         let mut first = None;
