@@ -33,10 +33,14 @@ const BATCH: usize = 500;
 
 const HELP: &str = "open_streams: drover's RSS with many streams open at once
 
-USAGE: open_streams [--streams N] [--drover-bin PATH]
+USAGE: open_streams [--streams N] [--drover-bin PATH | --proxy-cmd CMD]
 
   --streams N        streams to hold open (default 9000; needs ulimit -n > 2N)
   --drover-bin PATH  the drover binary (default target/release/drover)
+  --proxy-cmd CMD    measure another proxy instead, started as CMD split at
+                     spaces with {listen} and {upstreams} (base URLs) filled
+                     in, e.g. `target/release/hyper_floor --listen {listen}
+                     --upstreams {upstreams}`
   -h, --help         this text";
 
 fn main() {
@@ -50,6 +54,7 @@ fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let mut streams = 9000usize;
     let mut bin = PathBuf::from("target/release/drover");
+    let mut proxy_cmd: Option<String> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--serve-upstream" => {
@@ -67,6 +72,7 @@ fn run() -> Result<(), String> {
                     .ok_or("--streams needs a count from 1 to 60000")?;
             }
             "--drover-bin" => bin = PathBuf::from(args.next().ok_or("--drover-bin needs a path")?),
+            "--proxy-cmd" => proxy_cmd = Some(args.next().ok_or("--proxy-cmd needs a command")?),
             "-h" | "--help" => {
                 println!("{HELP}");
                 return Ok(());
@@ -101,14 +107,32 @@ fn run() -> Result<(), String> {
         ),
     )
     .map_err(|e| e.to_string())?;
-    let drover = Guard(
-        Command::new(&bin)
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .env("DROVER_LOG", "warn")
-            .spawn()
-            .map_err(|e| format!("{}: {e}", bin.display()))?,
-    );
+    let mut command = match &proxy_cmd {
+        Some(cmd) => {
+            let words: Vec<String> = cmd
+                .split_whitespace()
+                .map(|w| {
+                    w.replace("{listen}", &format!("127.0.0.1:{gw_port}"))
+                        .replace("{upstreams}", &format!("http://{up_addr}"))
+                })
+                .collect();
+            let (program, rest) = words.split_first().ok_or("--proxy-cmd is empty")?;
+            let mut c = Command::new(program);
+            c.args(rest);
+            c
+        }
+        None => {
+            let mut c = Command::new(&bin);
+            c.args(["serve", "--config"]).arg(&cfg);
+            c
+        }
+    };
+    let drover = Guard(command.env("DROVER_LOG", "warn").spawn().map_err(|e| {
+        format!(
+            "{}: {e}",
+            proxy_cmd.as_deref().unwrap_or(&bin.display().to_string())
+        )
+    })?);
     let gw = SocketAddr::from(([127, 0, 0, 1], gw_port));
     procinfo::wait_listening(gw, Duration::from_secs(10)).map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_millis(500));
@@ -186,9 +210,19 @@ fn run() -> Result<(), String> {
     let (rss, hwm) = (field("VmRSS:"), field("VmHWM:"));
     let per = (rss.saturating_sub(idle)) as f64 / streams as f64;
     println!("streams open at once:      {streams} (all past their first token after {ramp:.1?})");
-    println!("drover idle RSS:           {:.1} MiB", idle as f64 / 1024.0);
+    let name = if proxy_cmd.is_some() {
+        "proxy"
+    } else {
+        "drover"
+    };
     println!(
-        "drover RSS with streams:   {:.1} MiB (peak {:.1} MiB)",
+        "{:<27}{:.1} MiB",
+        format!("{name} idle RSS:"),
+        idle as f64 / 1024.0
+    );
+    println!(
+        "{:<27}{:.1} MiB (peak {:.1} MiB)",
+        format!("{name} RSS with streams:"),
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0
     );
