@@ -1,9 +1,11 @@
 //! Upstream requests: the client's object for the chosen node's kind.
 //!
 //! Same kind: the client's object is written out as it came, with only
-//! `model` (the node-local name) and `stream` (always explicit) replaced; no
-//! copy of the object is made. Other kind, field by field (fields not listed
-//! pass through unchanged):
+//! `model` (the node-local name) and `stream` (always explicit) replaced.
+//! When `decode`'s quick path took the request these are edits in the
+//! client's own bytes (key order, spacing and number spellings kept);
+//! otherwise the decoded map is written out with the two values replaced.
+//! Other kind, field by field (fields not listed pass through unchanged):
 //!
 //! | client | node | path | translated |
 //! |---|---|---|---|
