@@ -269,19 +269,29 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
             Some(n)
         }
     };
-    let _drover = if let Some(cmd) = &args.drover_cmd {
+    // Starts a proxy command as target `name`, noting its idle RSS.
+    let start = |name: &'static str,
+                 cmd: &str,
+                 dir: &Path,
+                 notes: &mut Vec<String>,
+                 targets: &mut Vec<Target>|
+     -> io::Result<Drover> {
+        std::fs::create_dir_all(dir)?;
         let d = Drover::start(cmd, &up_addrs, dir)?;
         std::thread::sleep(Duration::from_secs(1));
         notes.push(format!(
-            "drover idle RSS: {} KiB",
+            "{name} idle RSS: {} KiB",
             procinfo::rss_kib(d.child.id())?
         ));
         targets.push(Target {
-            name: "drover",
+            name,
             addrs: vec![d.addr],
             pid: Some(d.child.id()),
         });
-        Some(d)
+        Ok(d)
+    };
+    let _drover = if let Some(cmd) = &args.drover_cmd {
+        Some(start("drover", cmd, dir, &mut notes, &mut targets)?)
     } else if let Some(url) = &args.drover_url {
         targets.push(Target {
             name: "drover",
@@ -295,22 +305,13 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
     let _floor = match &args.floor_cmd {
-        Some(cmd) => {
-            let floor_dir = dir.join("floor");
-            std::fs::create_dir_all(&floor_dir)?;
-            let f = Drover::start(cmd, &up_addrs, &floor_dir)?;
-            std::thread::sleep(Duration::from_secs(1));
-            notes.push(format!(
-                "floor idle RSS: {} KiB",
-                procinfo::rss_kib(f.child.id())?
-            ));
-            targets.push(Target {
-                name: "floor",
-                addrs: vec![f.addr],
-                pid: Some(f.child.id()),
-            });
-            Some(f)
-        }
+        Some(cmd) => Some(start(
+            "floor",
+            cmd,
+            &dir.join("floor"),
+            &mut notes,
+            &mut targets,
+        )?),
         None => None,
     };
     match procinfo::stripped_size(&args.drover_bin, dir) {
